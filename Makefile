@@ -1,0 +1,43 @@
+# QuorumDB build, test and benchmark targets. `make test` is the CI suite.
+GO        ?= go
+BIN       := bin/quorumdb
+PKGS      := ./...
+# Each test binary gets a hard deadline: a hang fails the build instead of CI.
+TEST_TIMEOUT ?= 15m
+CHAOS_TIME   ?= 30s
+
+.PHONY: all build test test-race run bench lint fmt chaos clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/quorumdb
+
+# The CI suite: every package's tests, including the short randomized and
+# multi-node suites. Long suites have their own targets below.
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+test-race:
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+# The main job. Until `quorumdb demo` exists this builds the binary and prints
+# its version.
+run: build
+	./$(BIN) version
+
+# Go benchmarks of every layer; medians come from -count=5 (use benchstat).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=5 $(PKGS)
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin
