@@ -28,3 +28,21 @@ func TestUnknownCommandFails(t *testing.T) {
 		t.Fatal("unknown command succeeded")
 	}
 }
+
+func TestParseBackends(t *testing.T) {
+	bs, err := parseBackends([]string{"n1=127.0.0.1:4000,127.0.0.1:8080", "n2=127.0.0.1:4001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 2 || bs[0].HTTPAddr != "127.0.0.1:8080" || bs[1].SQLAddr != "127.0.0.1:4001" || bs[1].HTTPAddr != "" {
+		t.Fatalf("parsed %+v", bs)
+	}
+	for _, bad := range []string{"n1", "=127.0.0.1:1", "n1="} {
+		if _, err := parseBackends([]string{bad}); err == nil {
+			t.Fatalf("accepted %q", bad)
+		}
+	}
+	if _, err := parseBackends(nil); err == nil {
+		t.Fatal("accepted no backends")
+	}
+}
