@@ -26,12 +26,12 @@ const (
 	kindString // CHAR, VARCHAR, TEXT: Go string
 	kindBytes  // BINARY, VARBINARY, BLOB: Go []byte
 	kindDatetime
-	kindTime  // types.Timespan
-	kindYear  // int16
-	kindEnum  // uint16
-	kindSet   // uint64
-	kindBit   // uint64
-	kindJSON  // types.JSONDocument (row values only)
+	kindTime // types.Timespan
+	kindYear // int16
+	kindEnum // uint16
+	kindSet  // uint64
+	kindBit  // uint64
+	kindJSON // types.JSONDocument (row values only)
 )
 
 // kindOf classifies typ. It looks at the wire type, which every GMS type
