@@ -1,0 +1,285 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/quorumdb/quorumdb/kv"
+)
+
+// Defaults of DBConfig.
+const (
+	DefaultLockWaitTimeout    = 10 * time.Second
+	DefaultMaxTxnBytes        = 64 << 20
+	DefaultLockTTL            = 3 * time.Second
+	DefaultValidationWait     = 100 * time.Millisecond
+	DefaultMaxRetries         = 10
+	DefaultResolveConcurrency = 8
+)
+
+// DBConfig configures a DB.
+type DBConfig struct {
+	// Sender routes requests to ranges (a *Router, or a *LocalStoreSender).
+	Sender RangeSender
+	// Clock hands out timestamps (cluster's TSO client, or a *LocalClock).
+	Clock TimestampSource
+	// Logger (nil: slog.Default()).
+	Logger *slog.Logger
+	// LockWaitTimeout bounds how long a read or an older writer waits for
+	// another transaction's lock (0: DefaultLockWaitTimeout); past it the
+	// operation fails with *LockWaitTimeoutError (MySQL 1205).
+	LockWaitTimeout time.Duration
+	// MaxTxnBytes limits the buffered writes of one transaction (0:
+	// DefaultMaxTxnBytes); past it writes fail with *TxnTooLargeError.
+	MaxTxnBytes int64
+	// LockTTL is how long a lock outlives a silent coordinator (0:
+	// DefaultLockTTL). Coordinators heartbeat every LockTTL/3.
+	LockTTL time.Duration
+	// ValidationWait bounds how long an older transaction waits, during read
+	// validation, for a younger one's pending lock before it aborts (0:
+	// DefaultValidationWait).
+	ValidationWait time.Duration
+	// MaxRetries bounds Run's attempts after retryable errors (0:
+	// DefaultMaxRetries).
+	MaxRetries int
+	// ResolveConcurrency bounds the goroutines that commit secondaries after
+	// the commit point (0: DefaultResolveConcurrency).
+	ResolveConcurrency int
+	// Knobs are testing hooks (nil in production).
+	Knobs *TestingKnobs
+}
+
+// TestingKnobs are hooks for tests; every field is optional.
+type TestingKnobs struct {
+	// Disable1PC forces two-phase commit even for single-range transactions.
+	Disable1PC bool
+	// AfterPrewrite runs once every prewrite succeeded, before commit_ts is
+	// taken. An error makes the coordinator stop right there as if it had
+	// crashed: no rollback, no heartbeat, locks stay until their TTL.
+	AfterPrewrite func(t *Txn) error
+	// AfterPrimaryCommit runs after the commit point. An error makes the
+	// coordinator stop as if it had crashed: secondaries stay locked for
+	// readers to roll forward. Commit still returns nil (it did commit).
+	AfterPrimaryCommit func(t *Txn) error
+	// BeforeValidation runs after commit_ts is taken, before validation.
+	BeforeValidation func(t *Txn)
+	// OnRetry is called by Run before each retry with the error that caused it.
+	OnRetry func(attempt int, err error)
+}
+
+// errCoordinatorStopped is what a knob returns to simulate a crash; any
+// error works, this one is for tests' convenience.
+var errCoordinatorStopped = errors.New("txn: coordinator stopped by testing knob")
+
+// ErrCoordinatorStopped returns the sentinel error tests use to simulate a
+// coordinator crash from a knob.
+func ErrCoordinatorStopped() error { return errCoordinatorStopped }
+
+// TxnOptions configure a transaction.
+type TxnOptions struct {
+	// ReadOnly transactions read a snapshot and write nothing; they need no
+	// validation and never abort.
+	ReadOnly bool
+	// AsOf, when set, reads a snapshot at this past timestamp (a stale read);
+	// the transaction is read-only.
+	AsOf kv.Timestamp
+}
+
+// DB begins transactions over a cluster (or one local store). It is safe
+// for concurrent use; Close stops its background work.
+type DB struct {
+	cfg    DBConfig
+	sender RangeSender
+	clock  TimestampSource
+	logger *slog.Logger
+	knobs  TestingKnobs
+
+	// bg is cancelled by Close; background work (secondary resolution,
+	// heartbeats) runs under it.
+	bg       context.Context
+	cancelBg context.CancelFunc
+	bgWG     sync.WaitGroup
+	resolveq chan struct{} // semaphore of async resolvers
+
+	mu     sync.Mutex
+	active map[*Txn]kv.Timestamp // open transactions with a start_ts
+	rng    *rand.Rand
+	closed bool
+}
+
+// NewDB returns a DB.
+func NewDB(cfg DBConfig) *DB {
+	if cfg.LockWaitTimeout <= 0 {
+		cfg.LockWaitTimeout = DefaultLockWaitTimeout
+	}
+	if cfg.MaxTxnBytes <= 0 {
+		cfg.MaxTxnBytes = DefaultMaxTxnBytes
+	}
+	if cfg.LockTTL <= 0 {
+		cfg.LockTTL = DefaultLockTTL
+	}
+	if cfg.ValidationWait <= 0 {
+		cfg.ValidationWait = DefaultValidationWait
+	}
+	if cfg.MaxRetries <= 0 {
+		cfg.MaxRetries = DefaultMaxRetries
+	}
+	if cfg.ResolveConcurrency <= 0 {
+		cfg.ResolveConcurrency = DefaultResolveConcurrency
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	db := &DB{
+		cfg:      cfg,
+		sender:   cfg.Sender,
+		clock:    cfg.Clock,
+		logger:   cfg.Logger.With("component", "txn"),
+		resolveq: make(chan struct{}, cfg.ResolveConcurrency),
+		active:   make(map[*Txn]kv.Timestamp),
+		rng:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
+	}
+	if cfg.Knobs != nil {
+		db.knobs = *cfg.Knobs
+	}
+	db.bg, db.cancelBg = context.WithCancel(context.Background())
+	return db
+}
+
+// Close cancels background work (secondary resolution, heartbeats) and
+// waits for it. Transactions still open fail on their next call. Locks left
+// behind are resolved by later readers through their primary.
+func (db *DB) Close() {
+	db.mu.Lock()
+	db.closed = true
+	db.mu.Unlock()
+	db.cancelBg()
+	db.bgWG.Wait()
+}
+
+// Sender returns the DB's range sender (GC and tools route through it).
+func (db *DB) Sender() RangeSender { return db.sender }
+
+// Begin starts a transaction. It costs nothing until the first read or the
+// commit: the start timestamp is taken lazily.
+func (db *DB) Begin(ctx context.Context, opts TxnOptions) (*Txn, error) {
+	db.mu.Lock()
+	closed := db.closed
+	db.mu.Unlock()
+	if closed {
+		return nil, errors.New("txn: DB is closed")
+	}
+	t := &Txn{db: db, opts: opts, readOnly: opts.ReadOnly || opts.AsOf != 0}
+	if opts.AsOf != 0 {
+		t.startTS = opts.AsOf
+	}
+	return t, nil
+}
+
+// Run runs fn in a transaction and commits it, running it again with a fresh
+// transaction after a retryable error (serialization failure), at most
+// MaxRetries times, with randomized exponential backoff. fn must be
+// idempotent apart from its effects through t. An error fn returns that is
+// not retryable rolls back and is returned as is.
+func (db *DB) Run(ctx context.Context, opts TxnOptions, fn func(ctx context.Context, t *Txn) error) error {
+	backoff := 2 * time.Millisecond
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = db.runOnce(ctx, opts, fn)
+		if err == nil || !IsRetryable(err) || attempt+1 >= db.cfg.MaxRetries {
+			return err
+		}
+		if db.knobs.OnRetry != nil {
+			db.knobs.OnRetry(attempt, err)
+		}
+		if serr := sleepCtx(ctx, db.jitter(backoff)); serr != nil {
+			return fmt.Errorf("txn: retry after %w: %w", err, serr)
+		}
+		backoff = min(backoff*2, 200*time.Millisecond)
+	}
+}
+
+func (db *DB) runOnce(ctx context.Context, opts TxnOptions, fn func(ctx context.Context, t *Txn) error) error {
+	t, err := db.Begin(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, t); err != nil {
+		if rerr := t.Rollback(ctx); rerr != nil {
+			db.logger.Debug("rollback after error failed", "err", rerr)
+		}
+		return err
+	}
+	return t.Commit(ctx)
+}
+
+// jitter returns a random duration in [0, d].
+func (db *DB) jitter(d time.Duration) time.Duration {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return time.Duration(db.rng.Int64N(int64(d) + 1))
+}
+
+// MinActiveStartTS returns the smallest start_ts among this DB's open
+// transactions (0 when none): what the node publishes so the GC safepoint
+// stays below every live snapshot.
+func (db *DB) MinActiveStartTS() kv.Timestamp {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	var m kv.Timestamp
+	for _, ts := range db.active {
+		if m == 0 || ts < m {
+			m = ts
+		}
+	}
+	return m
+}
+
+func (db *DB) register(t *Txn, ts kv.Timestamp) {
+	db.mu.Lock()
+	db.active[t] = ts
+	db.mu.Unlock()
+}
+
+func (db *DB) unregister(t *Txn) {
+	db.mu.Lock()
+	delete(db.active, t)
+	db.mu.Unlock()
+}
+
+// now takes a timestamp from the clock.
+func (db *DB) now(ctx context.Context) (kv.Timestamp, error) {
+	ts, err := db.clock.GetTimestamp(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("txn: get timestamp: %w", err)
+	}
+	return ts, nil
+}
+
+// goBackground runs fn under the DB's background context, at most
+// ResolveConcurrency at a time; when the DB is closed it drops the work
+// (later readers resolve what it would have done).
+func (db *DB) goBackground(fn func(ctx context.Context)) {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		return
+	}
+	db.bgWG.Add(1)
+	db.mu.Unlock()
+	go func() {
+		defer db.bgWG.Done()
+		select {
+		case db.resolveq <- struct{}{}:
+		case <-db.bg.Done():
+			return
+		}
+		defer func() { <-db.resolveq }()
+		fn(db.bg)
+	}()
+}
