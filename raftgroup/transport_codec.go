@@ -39,9 +39,8 @@ const (
 const grpcMaxMessageBytes = 64 << 20
 
 // grpcCodecName is the content-subtype the raw codec announces. A server
-// created without GRPCServerOptions has no codec of that name and answers
-// with a clear "no codec registered for content-subtype" error instead of
-// misparsing the frames as protobuf.
+// created without GRPCServerOptions falls back to protobuf and fails every
+// call with "failed to unmarshal, message is *raftgroup.grpcRawFrame".
 const grpcCodecName = "quorumdb-raw"
 
 // grpcRawFrame is one opaque message on a QuorumDB gRPC stream.

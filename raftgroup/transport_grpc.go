@@ -23,14 +23,14 @@ import (
 // transport_codec.go for the frame layout.
 
 const (
-	transportServiceName   = "quorumdb.raftgroup.RaftTransport"
-	transportRaftMethod    = "/" + transportServiceName + "/RaftMessages"
-	transportSnapMethod    = "/" + transportServiceName + "/Snapshot"
-	transportDefaultQueue  = 1024
-	transportDefaultFrame  = 4 << 20
-	transportDefaultMaxBO  = time.Second
-	transportMinBackoff    = 20 * time.Millisecond
-	transportConnectTimout = 2 * time.Second
+	transportServiceName    = "quorumdb.raftgroup.RaftTransport"
+	transportRaftMethod     = "/" + transportServiceName + "/RaftMessages"
+	transportSnapMethod     = "/" + transportServiceName + "/Snapshot"
+	transportDefaultQueue   = 1024
+	transportDefaultFrame   = 4 << 20
+	transportDefaultMaxBO   = time.Second
+	transportMinBackoff     = 20 * time.Millisecond
+	transportConnectTimeout = 2 * time.Second
 )
 
 // GRPCTransportConfig configures NewGRPCTransport.
@@ -284,7 +284,7 @@ func (t *GRPCTransport) conn(nodeID uint64) (*grpc.ClientConn, error) {
 		_ = c.cc.Close()
 		delete(t.conns, nodeID)
 	}
-	cc, err := grpcDial(addr, t.cfg.MaxBackoff)
+	cc, err := grpcDial(addr, t.cfg.MaxBackoff, transportConnectTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("dial node %d at %s: %w", nodeID, addr, err)
 	}
@@ -293,8 +293,9 @@ func (t *GRPCTransport) conn(nodeID uint64) (*grpc.ClientConn, error) {
 }
 
 // grpcDial creates a lazily connecting client with short reconnection
-// backoff, so a restarted peer is found again within maxBackoff.
-func grpcDial(addr string, maxBackoff time.Duration) (*grpc.ClientConn, error) {
+// backoff, so a restarted peer is found again within maxBackoff; one
+// connection attempt lasts at most connectTimeout.
+func grpcDial(addr string, maxBackoff, connectTimeout time.Duration) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -304,7 +305,7 @@ func grpcDial(addr string, maxBackoff time.Duration) (*grpc.ClientConn, error) {
 				Jitter:     0.2,
 				MaxDelay:   maxBackoff,
 			},
-			MinConnectTimeout: transportConnectTimout,
+			MinConnectTimeout: connectTimeout,
 		}),
 		grpc.WithDefaultCallOptions(grpcCallOptions()...),
 	)
