@@ -360,17 +360,18 @@ func (t *GRPCTransport) dropQueued(p *transportPeer) {
 // or the transport closes. sent reports whether any frame went out (the
 // connection worked, so reconnect quickly).
 func (t *GRPCTransport) streamToPeer(p *transportPeer) (sent bool, err error) {
-	cc, err := t.conn(p.nodeID)
-	if err != nil {
-		return false, err
-	}
-	// Wait for the first message before opening the stream so an idle
-	// destination costs no stream.
+	// Wait for the first message before resolving and opening the stream so
+	// an idle (or removed) destination costs no connection attempts.
 	var first *RaftMessage
 	select {
 	case <-t.ctx.Done():
 		return false, t.ctx.Err()
 	case first = <-p.queue:
+	}
+	cc, err := t.conn(p.nodeID)
+	if err != nil {
+		t.stats.messagesDropped.Add(1)
+		return false, err
 	}
 	ctx, cancel := context.WithCancel(t.ctx)
 	defer cancel()
