@@ -178,9 +178,16 @@ func appendKeyFloat(dst []byte, typ sql.Type, f float64) ([]byte, error) {
 // collationIsCodepointOrder reports whether a collation's weights order
 // strings exactly as their bytes do, so the key can hold the bytes
 // themselves. For utf8mb4_0900_bin the weight is the code point, and UTF-8
-// byte order is code point order.
+// byte order is code point order. Collation_Unspecified is what a type
+// parsed without a COLLATE clause carries (e.g. re-parsing "varchar(20)",
+// which is how a utf8mb4_0900_bin column prints itself); go-mysql-server
+// treats it as the default collation, utf8mb4_0900_bin.
 func collationIsCodepointOrder(c sql.CollationID) bool {
-	return c == sql.Collation_utf8mb4_0900_bin || c == sql.Collation_binary
+	switch c {
+	case sql.Collation_utf8mb4_0900_bin, sql.Collation_binary, sql.Collation_Unspecified:
+		return true
+	}
+	return false
 }
 
 // KeyIsDecodable reports whether DecodeKey can return the value of a key
@@ -205,7 +212,8 @@ func KeyIsDecodable(typ sql.Type) bool {
 func appendKeyString(dst []byte, typ sql.Type, s string) ([]byte, error) {
 	st := typ.(sql.StringType)
 	coll := st.Collation()
-	if coll.CharacterSet() == sql.CharacterSet_utf8mb4 || coll.CharacterSet() == sql.CharacterSet_utf8mb3 {
+	switch coll.CharacterSet() {
+	case sql.CharacterSet_utf8mb4, sql.CharacterSet_utf8mb3, sql.CharacterSet_Unspecified:
 		if !utf8.ValidString(s) {
 			return nil, fmt.Errorf("%w: invalid UTF-8 for %s", ErrInvalidValue, typ)
 		}

@@ -12,6 +12,8 @@ import (
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/planbuilder"
 	"github.com/dolthub/go-mysql-server/sql/types"
+	"github.com/dolthub/vitess/go/sqltypes"
+	"github.com/dolthub/vitess/go/vt/proto/query"
 	"github.com/shopspring/decimal"
 )
 
@@ -289,3 +291,5 @@ func sameValue(a, b any) bool {
 	}
 	return a == b
 }
+
+func sqltypes_VarChar() query.Type { return sqltypes.VarChar }
