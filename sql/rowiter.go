@@ -1,0 +1,151 @@
+package qsql
+
+import (
+	"fmt"
+	"io"
+
+	gms "github.com/dolthub/go-mysql-server/sql"
+
+	"github.com/quorumdb/quorumdb/kv"
+	"github.com/quorumdb/quorumdb/txn"
+)
+
+// readTxn returns the transaction a read runs in: the session's (begun on
+// first use) or, when the engine runs without one (COM_STMT_PREPARE binds
+// before any transaction exists in v0.20.0), a one-off read-only
+// transaction that release rolls back.
+func readTxn(ctx *gms.Context) (KVTxn, func(), error) {
+	if tx, ok := ctx.GetTransaction().(*Transaction); ok && tx != nil && !tx.finished {
+		k, err := tx.kv(ctx)
+		return k, func() {}, err
+	}
+	sess, ok := ctx.Session.(*Session)
+	if !ok {
+		return nil, nil, fmt.Errorf("qsql: session of type %T", ctx.Session)
+	}
+	k, err := sess.srv.db.Begin(ctx, txn.TxnOptions{ReadOnly: true})
+	if err != nil {
+		return nil, nil, convertTxnError("begin read", err)
+	}
+	return k, func() { _ = k.Rollback(ctx) }, nil
+}
+
+// writeTxn returns the session's transaction for a write.
+func writeTxn(ctx *gms.Context) (*Transaction, KVTxn, error) {
+	tx, ok := ctx.GetTransaction().(*Transaction)
+	if !ok || tx == nil || tx.finished {
+		return nil, nil, ErrNoTransaction
+	}
+	if tx.readOnly {
+		return nil, nil, gms.ErrReadOnlyTransaction.New()
+	}
+	k, err := tx.kv(ctx)
+	return tx, k, err
+}
+
+// rowIter reads the spans of a partition in order. For the primary index
+// each KV pair is a row; for a secondary index each entry names a primary
+// key, and the rows are fetched with one BatchGet per batch of entries.
+type rowIter struct {
+	t       *Table
+	p       *scanPartition
+	kvt     KVTxn
+	release func()
+	batch   int
+
+	span    int
+	it      *txn.Iterator
+	pending []gms.Row
+	done    bool
+}
+
+func (r *rowIter) Next(ctx *gms.Context) (gms.Row, error) {
+	for {
+		if len(r.pending) > 0 {
+			row := r.pending[0]
+			r.pending = r.pending[1:]
+			return r.t.project(row), nil
+		}
+		if r.done {
+			return nil, io.EOF
+		}
+		if err := r.fill(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fill loads the next batch of rows into pending.
+func (r *rowIter) fill(ctx *gms.Context) error {
+	var entries []kv.KeyValue
+	for len(entries) < r.batch {
+		if r.it == nil {
+			if r.span >= len(r.p.spans) {
+				r.done = true
+				break
+			}
+			sp := r.p.spans[r.span]
+			r.span++
+			r.it = r.kvt.NewIterator(ctx, sp.Key, sp.EndKey, r.p.reverse, r.batch)
+		}
+		e, ok, err := r.it.Next(ctx)
+		if err != nil {
+			return convertTxnError("scan "+r.t.info.name, err)
+		}
+		if !ok {
+			r.it.Close()
+			r.it = nil
+			continue
+		}
+		entries = append(entries, e)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	info := r.t.info
+	if r.p.index == nil {
+		for _, e := range entries {
+			row, err := info.decodeRow(e.Key, e.Value)
+			if err != nil {
+				return err
+			}
+			r.pending = append(r.pending, row)
+		}
+		return nil
+	}
+	keys := make([][]byte, len(entries))
+	for i, e := range entries {
+		pk, err := info.primaryKeyFromIndexEntry(r.p.index, e.Key, e.Value)
+		if err != nil {
+			return err
+		}
+		keys[i] = pk
+	}
+	res, err := r.kvt.BatchGet(ctx, keys)
+	if err != nil {
+		return convertTxnError("index lookup "+r.t.info.name, err)
+	}
+	for i, g := range res {
+		if !g.Found {
+			return fmt.Errorf("qsql: index %s of %s names a missing row %x", r.p.index.name, info.name, keys[i])
+		}
+		row, err := info.decodeRow(keys[i], g.Value)
+		if err != nil {
+			return err
+		}
+		r.pending = append(r.pending, row)
+	}
+	return nil
+}
+
+func (r *rowIter) Close(*gms.Context) error {
+	if r.it != nil {
+		r.it.Close()
+		r.it = nil
+	}
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
+	return nil
+}
