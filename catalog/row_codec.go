@@ -154,7 +154,8 @@ func appendRowValue(dst []byte, col RowColumn, k kind, v any) ([]byte, error) {
 		return appendLengthPrefixed(appendTag(dst, col.ID, wireBytes), v.([]byte)), nil
 	case kindDatetime:
 		t := v.(time.Time)
-		payload := binary.AppendVarint(make([]byte, 0, 16), t.Unix())
+		var tmp [2 * binary.MaxVarintLen64]byte
+		payload := binary.AppendVarint(tmp[:0], t.Unix())
 		payload = binary.AppendUvarint(payload, uint64(t.Nanosecond()))
 		return appendLengthPrefixed(appendTag(dst, col.ID, wireBytes), payload), nil
 	case kindJSON:
