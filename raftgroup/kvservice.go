@@ -102,6 +102,12 @@ func kvsvcUnaryHandler(method string, serve func(*kvsvcServer, context.Context, 
 		s := srv.(*kvsvcServer)
 		call := func(ctx context.Context, req any) (any, error) {
 			out := serve(s, ctx, *req.(*grpcRawFrame))
+			if err := ctx.Err(); err != nil {
+				// The caller's deadline passed or it went away: answer with
+				// the gRPC status, so the client reports its context error
+				// whichever side's timer fired first.
+				return nil, status.FromContextError(err).Err()
+			}
 			return &out, nil
 		}
 		if interceptor == nil {
@@ -370,7 +376,12 @@ func (c *KVClient) invoke(ctx context.Context, nodeID uint64, method string, in,
 	if ctx.Err() != nil {
 		return fmt.Errorf("kv call to node %d: %w", nodeID, ctx.Err())
 	}
-	if status.Code(err) == codes.Unavailable {
+	switch status.Code(err) {
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("kv call to node %d: %w", nodeID, context.DeadlineExceeded)
+	case codes.Canceled:
+		return fmt.Errorf("kv call to node %d: %w", nodeID, context.Canceled)
+	case codes.Unavailable:
 		return &NodeUnavailableError{NodeID: nodeID, Sent: true, Err: err}
 	}
 	return fmt.Errorf("kv call to node %d: %w", nodeID, err)

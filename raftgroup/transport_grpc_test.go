@@ -553,7 +553,15 @@ func TestGRPCTransportSnapshotPropagatesReceiverError(t *testing.T) {
 		t.Fatalf("got %v, want the early rejection", err)
 	}
 
-	// The source fails: the sender returns the source's error.
+	// The source fails while the receiver reads: the sender returns the
+	// source's error.
+	b.handler.setSnapshot(func(_ context.Context, _ *RaftMessage, recv func() ([]byte, error)) error {
+		for {
+			if _, err := recv(); err != nil {
+				return err
+			}
+		}
+	})
 	sourceErr := errors.New("pebble snapshot iterator failed")
 	err = a.transport.SendSnapshot(ctx, header, func(send func([]byte) error) error {
 		if err := send([]byte("x")); err != nil {

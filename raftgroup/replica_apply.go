@@ -1,0 +1,213 @@
+package raftgroup
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quorumdb/quorumdb/kv"
+)
+
+// applyOutcome is what applying one range's committed entries of a round
+// produced; finishApply publishes it once the apply batch is committed.
+type applyOutcome struct {
+	r        *Replica
+	applied  appliedState
+	desc     *kv.RangeDescriptor // descriptor after the entries (nil: unchanged)
+	results  []applyResult
+	splits   []*kv.RangeDescriptor // right-hand descriptors created by splits
+	removed  bool                  // a conf change removed this replica
+	commits  int
+	leftDesc *kv.RangeDescriptor // left descriptor at the time of the last split
+}
+
+type applyResult struct {
+	p    *proposal
+	resp *kv.Response
+	err  error
+}
+
+// applyEntries evaluates committed entries into b, deterministically: the
+// same entries on the same state write the same keys on every replica. The
+// applied state is written into b too (worker).
+func (r *Replica) applyEntries(b *pebble.Batch, ents []*raftpb.Entry) (*applyOutcome, error) {
+	o := &applyOutcome{r: r, applied: r.storage.appliedState()}
+	desc := r.Descriptor()
+	descChanged := false
+	for _, e := range ents {
+		if e.GetIndex() <= o.applied.Index {
+			continue // already applied (a snapshot covered it)
+		}
+		o.applied.Index, o.applied.Term = e.GetIndex(), e.GetTerm()
+		o.commits++
+		var (
+			id   uint64
+			resp *kv.Response
+			err  error
+		)
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			if len(e.GetData()) == 0 {
+				continue // a new leader's empty entry
+			}
+			kind, pid, payload, derr := decodeEnvelope(e.GetData())
+			if derr != nil {
+				r.log.Error("skipping undecodable entry", "index", e.GetIndex(), "err", derr)
+				continue
+			}
+			id = pid
+			switch kind {
+			case kindKV:
+				resp, err = r.applyKV(b, desc, payload)
+				if err != nil && !kv.IsRequestError(err) && !isRoutingAnswer(err) {
+					return nil, fmt.Errorf("raftgroup: r%d: apply entry %d: %w", r.rangeID, e.GetIndex(), err)
+				}
+			case kindSplit:
+				var left, right *kv.RangeDescriptor
+				left, right, err = r.applySplit(b, desc, payload)
+				if err == nil {
+					desc, descChanged = left, true
+					o.splits = append(o.splits, right)
+					o.leftDesc = left
+				} else if !isChangeAnswer(err) {
+					return nil, err
+				}
+			default:
+				err = &InvalidChangeError{RangeID: r.rangeID, Reason: fmt.Sprintf("%s command in a normal entry", kind)}
+			}
+		case raftpb.EntryConfChangeV2, raftpb.EntryConfChange:
+			var cc raftpb.ConfChangeI
+			if e.GetType() == raftpb.EntryConfChangeV2 {
+				v2 := &raftpb.ConfChangeV2{}
+				if uerr := proto.Unmarshal(e.GetData(), v2); uerr != nil {
+					return nil, fmt.Errorf("raftgroup: r%d: decode conf change at %d: %w", r.rangeID, e.GetIndex(), uerr)
+				}
+				cc = v2
+				if _, pid, payload, derr := decodeEnvelope(v2.GetContext()); derr == nil {
+					id = pid
+					if nd, uerr := kv.UnmarshalRangeDescriptor(payload); uerr == nil {
+						desc, descChanged = nd, true
+					}
+				}
+			} else {
+				v1 := &raftpb.ConfChange{}
+				if uerr := proto.Unmarshal(e.GetData(), v1); uerr != nil {
+					return nil, fmt.Errorf("raftgroup: r%d: decode conf change at %d: %w", r.rangeID, e.GetIndex(), uerr)
+				}
+				cc = v1
+			}
+			o.applied.ConfState = r.raw.ApplyConfChange(cc)
+			if !confStateHas(o.applied.ConfState, r.replicaID) {
+				o.removed = true
+			}
+			if desc != nil {
+				resp = &kv.Response{}
+			}
+		}
+		if id != 0 {
+			r.mu.Lock()
+			p := r.proposals[id]
+			if p != nil && p.index == e.GetIndex() {
+				delete(r.proposals, id)
+				o.results = append(o.results, applyResult{p: p, resp: resp, err: err})
+			}
+			r.mu.Unlock()
+		}
+	}
+	if descChanged && desc != nil {
+		if err := b.Set(kv.RangeDescriptorKey(r.rangeID), desc.Marshal(), nil); err != nil {
+			return nil, fmt.Errorf("raftgroup: r%d: write descriptor: %w", r.rangeID, err)
+		}
+		o.desc = desc
+	}
+	if err := b.Set(kv.RaftAppliedStateKey(r.rangeID), encodeAppliedState(o.applied), nil); err != nil {
+		return nil, fmt.Errorf("raftgroup: r%d: write applied state: %w", r.rangeID, err)
+	}
+	return o, nil
+}
+
+// applyKV evaluates one kv command. Keys outside the descriptor in force at
+// apply (a split applied after the proposal) are refused identically on
+// every replica, with nothing written.
+func (r *Replica) applyKV(b *pebble.Batch, desc *kv.RangeDescriptor, payload []byte) (*kv.Response, error) {
+	req, err := kv.UnmarshalRequest(payload)
+	if err != nil {
+		return nil, &kv.InvalidRequestError{Reason: err.Error()}
+	}
+	if desc == nil {
+		return nil, &kv.RangeUnavailableError{RangeID: r.rangeID, Reason: "applied a command without a descriptor"}
+	}
+	if key, outside := firstKeyOutside(desc, requestSpans(req)); outside {
+		return nil, &kv.KeyOutOfRangeError{Key: key, RangeID: desc.RangeID, StartKey: desc.StartKey, EndKey: desc.EndKey}
+	}
+	return kv.Evaluate(b, desc, req)
+}
+
+// isRoutingAnswer: errors applyKV itself produces without touching storage.
+func isRoutingAnswer(err error) bool {
+	_, ok := err.(*kv.RangeUnavailableError)
+	return ok
+}
+
+func confStateHas(cs *raftpb.ConfState, id uint64) bool {
+	for _, set := range [][]uint64{cs.GetVoters(), cs.GetLearners(), cs.GetVotersOutgoing(), cs.GetLearnersNext()} {
+		for _, v := range set {
+			if v == id {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// finishApply publishes an apply whose batch is committed: the in-memory
+// applied state, the descriptor, the waiters' results (worker).
+func (r *Replica) finishApply(o *applyOutcome) {
+	r.storage.setApplied(o.applied)
+	r.store.metrics.commits.Add(uint64(o.commits))
+	r.store.metrics.applies.Add(uint64(len(o.results)))
+	var lost []*proposal
+	r.mu.Lock()
+	r.applied = o.applied.Index
+	if o.desc != nil {
+		r.desc = o.desc
+	}
+	close(r.appliedCh)
+	r.appliedCh = make(chan struct{})
+	for _, res := range o.results {
+		r.releaseLatchesLocked(res.p)
+	}
+	// A proposal whose index is now applied without it was overwritten by
+	// another leader's entry: it can never apply.
+	for id, p := range r.proposals {
+		if p.index != 0 && p.index <= o.applied.Index {
+			delete(r.proposals, id)
+			r.releaseLatchesLocked(p)
+			lost = append(lost, p)
+		}
+	}
+	r.mu.Unlock()
+	for _, res := range o.results {
+		res.p.finish(res.resp, res.err)
+	}
+	for _, p := range lost {
+		p.finish(nil, errDropped(r.rangeID))
+	}
+}
+
+// afterApply runs what must follow Advance: creating split ranges and
+// destroying a removed replica (worker).
+func (r *Replica) afterApply(o *applyOutcome) {
+	for _, right := range o.splits {
+		r.store.afterSplit(r, right)
+	}
+	if o.removed {
+		r.store.removeReplica(r, o.desc)
+	}
+}
+
+func errDropped(rangeID uint64) error { return &kv.ProposalDroppedError{RangeID: rangeID} }
+
+func errReplicaGone(rangeID uint64) error { return &kv.RangeNotFoundError{RangeID: rangeID} }

@@ -1,0 +1,223 @@
+package raftgroup
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/quorumdb/quorumdb/kv"
+)
+
+// proposal is one command proposed by this node, from Propose until its
+// entry applied here or is known to be lost.
+type proposal struct {
+	id   uint64
+	data []byte               // envelope of a normal entry
+	cc   *raftpb.ConfChangeV2 // set for a membership change (data unused)
+	// latchKeys are held from proposal to apply (1PC commands).
+	latchKeys []string
+	// index and term of the entry, known after the Ready that appended it
+	// (worker-owned).
+	index, term uint64
+
+	once sync.Once
+	done chan proposalResult
+}
+
+type proposalResult struct {
+	resp *kv.Response
+	err  error
+}
+
+func newProposal(id uint64) *proposal {
+	return &proposal{id: id, done: make(chan proposalResult, 1)}
+}
+
+func (p *proposal) finish(resp *kv.Response, err error) {
+	p.once.Do(func() { p.done <- proposalResult{resp: resp, err: err} })
+}
+
+// Execute serves one kv request on a range this node holds: writes are
+// proposed through raft and answered with their apply result, reads are
+// served by the leader after a ReadIndex. It is the entry point of the KV
+// RPC service and the transaction layer.
+//
+// Errors: kv's request errors (the deterministic answer of the command),
+// *kv.NotLeaderError with the leader's node when known,
+// *kv.RangeNotFoundError, *kv.KeyOutOfRangeError / *kv.EpochMismatchError
+// for keys outside the range, *kv.ProposalDroppedError when the entry was
+// lost before commit (safe to retry), and *kv.RangeUnavailableError when the
+// wait ran out (ctx deadline, or the store's RequestTimeout when ctx has
+// none): for a write that outcome is ambiguous, the command may still apply.
+func (s *Store) Execute(ctx context.Context, rangeID uint64, req *kv.Request) (*kv.Response, error) {
+	if s.stopped.Load() {
+		return nil, ErrStoreStopped
+	}
+	r := s.replica(rangeID)
+	if r == nil {
+		return nil, &kv.RangeNotFoundError{RangeID: rangeID}
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	if kv.IsReadOnly(req) {
+		return r.executeRead(ctx, req)
+	}
+	return r.executeWrite(ctx, req)
+}
+
+// waitLeadership returns nil when this replica is the leader, a NotLeader
+// error naming the leader when another replica leads, and waits while no
+// leader is known (an election is under way) until ctx is done.
+func (r *Replica) waitLeadership(ctx context.Context) error {
+	for {
+		r.mu.Lock()
+		if r.destroyed != nil {
+			r.mu.Unlock()
+			return &kv.RangeNotFoundError{RangeID: r.rangeID}
+		}
+		if r.desc == nil {
+			r.mu.Unlock()
+			return &kv.RangeUnavailableError{RangeID: r.rangeID, Reason: "replica not initialized yet"}
+		}
+		if r.isLeader {
+			r.mu.Unlock()
+			return nil
+		}
+		if r.leaderID != 0 {
+			err := r.notLeaderErrorLocked()
+			r.mu.Unlock()
+			return err
+		}
+		ch := r.leaderCh
+		r.quiesced = false // an election needs ticks
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return r.unavailable(ctx, "no leader")
+		}
+	}
+}
+
+func (r *Replica) unavailable(ctx context.Context, what string) error {
+	return &kv.RangeUnavailableError{RangeID: r.rangeID, Reason: fmt.Sprintf("%s: %v", what, context.Cause(ctx))}
+}
+
+// checkSpans answers a request whose keys are not all in the range.
+func (r *Replica) checkSpans(req *kv.Request) error {
+	desc := r.Descriptor()
+	if desc == nil {
+		return &kv.RangeUnavailableError{RangeID: r.rangeID, Reason: "replica not initialized yet"}
+	}
+	if key, outside := firstKeyOutside(desc, requestSpans(req)); outside {
+		return r.store.routingError(desc, key)
+	}
+	return nil
+}
+
+func (r *Replica) executeWrite(ctx context.Context, req *kv.Request) (*kv.Response, error) {
+	if err := r.waitLeadership(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.checkSpans(req); err != nil {
+		return nil, err
+	}
+	p := newProposal(r.store.nextProposalID())
+	if req.OnePhaseCommit != nil {
+		var err error
+		if req, err = r.prepareOnePhaseCommit(ctx, req, p); err != nil {
+			return nil, err
+		}
+	}
+	p.data = encodeEnvelope(kindKV, p.id, req.Marshal())
+	return r.propose(ctx, p)
+}
+
+// propose hands p to the owner worker and waits for its outcome.
+func (r *Replica) propose(ctx context.Context, p *proposal) (*kv.Response, error) {
+	r.store.metrics.proposals.Add(1)
+	if err := r.submit(func(b *inbox) { b.proposals = append(b.proposals, p) }); err != nil {
+		r.releaseLatches(p)
+		return nil, &kv.RangeNotFoundError{RangeID: r.rangeID}
+	}
+	select {
+	case res := <-p.done:
+		return res.resp, res.err
+	case <-ctx.Done():
+		// The entry may still commit and apply; its latches stay until it
+		// does or is known lost.
+		return nil, r.unavailable(ctx, "waiting for the proposal to apply (outcome unknown)")
+	}
+}
+
+// prepareOnePhaseCommit fixes the commit timestamp of a 1PC command above
+// every read this leader served and latches its keys until it applies, so
+// a read at or above the commit timestamp either waits for the apply or was
+// served before and is covered by the bumped timestamp.
+func (r *Replica) prepareOnePhaseCommit(ctx context.Context, req *kv.Request, p *proposal) (*kv.Request, error) {
+	// Seed max_read_ts from the clock once per leadership term; the clock
+	// may be a network call, so it is read outside the lock.
+	r.mu.Lock()
+	needSeed := r.maxReadTSTerm != r.term
+	r.mu.Unlock()
+	var fresh uint64
+	if needSeed {
+		fresh = r.store.cfg.Clock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.isLeader {
+		return nil, r.notLeaderErrorLocked()
+	}
+	if r.maxReadTSTerm != r.term {
+		if fresh == 0 {
+			// Leadership changed again between the two locks: retry is
+			// cheaper than reasoning about which term fresh belongs to.
+			return nil, &kv.ProposalDroppedError{RangeID: r.rangeID}
+		}
+		r.maxReadTS = max(r.maxReadTS, fresh)
+		r.maxReadTSTerm = r.term
+	}
+	opc := *req.OnePhaseCommit
+	opc.CommitTS = max(opc.CommitTS, r.maxReadTS+1)
+	out := &kv.Request{OnePhaseCommit: &opc}
+	for _, m := range opc.Mutations {
+		k := string(m.Key)
+		p.latchKeys = append(p.latchKeys, k)
+		r.latches[k]++
+	}
+	return out, nil
+}
+
+// releaseLatches drops p's latches (once) and wakes waiting reads.
+func (r *Replica) releaseLatches(p *proposal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.releaseLatchesLocked(p)
+}
+
+func (r *Replica) releaseLatchesLocked(p *proposal) {
+	if len(p.latchKeys) == 0 {
+		return
+	}
+	for _, k := range p.latchKeys {
+		if r.latches[k] <= 1 {
+			delete(r.latches, k)
+		} else {
+			r.latches[k]--
+		}
+	}
+	p.latchKeys = nil
+	close(r.latchCh)
+	r.latchCh = make(chan struct{})
+}
+
+func (r *Replica) releaseAllLatches() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.proposals {
+		r.releaseLatchesLocked(p)
+	}
+}

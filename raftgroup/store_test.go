@@ -1,0 +1,210 @@
+package raftgroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/quorumdb/quorumdb/kv"
+)
+
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestSingleNodeWriteThenRead(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.bootstrap(testDescriptor(1, 1))
+	c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 5*time.Second)
+	for i := 0; i < 20; i++ {
+		if _, err := c.put(ctx, 1, []byte(fmt.Sprintf("k%02d", i)), []byte(fmt.Sprintf("v%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		v, found, err := c.get(ctx, 1, []byte(fmt.Sprintf("k%02d", i)))
+		if err != nil || !found || string(v) != fmt.Sprintf("v%d", i) {
+			t.Fatalf("k%02d: got %q found=%v err=%v", i, v, found, err)
+		}
+	}
+	m := c.store(1).Metrics()
+	if m.Proposals < 20 || m.Applies < 20 || m.Fsyncs == 0 || m.Leaders != 1 {
+		t.Fatalf("metrics: %+v", m)
+	}
+}
+
+func TestThreeNodesReplicateAndConverge(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.bootstrap(testDescriptor(1, 1, 2, 3))
+	c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 10*time.Second)
+	for i := 0; i < 50; i++ {
+		if _, err := c.put(ctx, 1, []byte(fmt.Sprintf("k%02d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitConverged(1, []uint64{1, 2, 3}, 5*time.Second)
+	sums := c.checksums(1)
+	if len(sums) != 3 || sums[1] == 0 {
+		t.Fatalf("checksums: %v", sums)
+	}
+}
+
+func TestFollowerAnswersNotLeaderWithHint(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.bootstrap(testDescriptor(1, 1, 2, 3))
+	leader := c.waitLeader(1, 2*time.Second)
+	follower := leader%3 + 1
+	// The follower learns the leader from its first heartbeat or append.
+	waitFor(t, 2*time.Second, "follower knows the leader", func() bool {
+		r := c.store(follower).replica(1)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.leaderID != 0
+	})
+	_, err := c.store(follower).Execute(context.Background(), 1, &kv.Request{Get: &kv.GetRequest{Key: []byte("a"), ReadTS: c.now()}})
+	var nl *kv.NotLeaderError
+	if !errors.As(err, &nl) || nl.LeaderNodeID != leader || nl.RangeID != 1 {
+		t.Fatalf("want NotLeader with hint n%d, got %v", leader, err)
+	}
+	_, err = c.store(1).Execute(context.Background(), 99, &kv.Request{Get: &kv.GetRequest{Key: []byte("a"), ReadTS: 1}})
+	var nf *kv.RangeNotFoundError
+	if !errors.As(err, &nf) {
+		t.Fatalf("want RangeNotFound, got %v", err)
+	}
+}
+
+func TestRestartedNodeRejoinsAndCatchesUp(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.bootstrap(testDescriptor(1, 1, 2, 3))
+	c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 20*time.Second)
+	for i := 0; i < 20; i++ {
+		if _, err := c.put(ctx, 1, []byte(fmt.Sprintf("a%02d", i)), []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim := c.waitLeader(1, 2*time.Second)%3 + 1 // a follower
+	c.stopNode(victim)
+	for i := 0; i < 20; i++ {
+		if _, err := c.put(ctx, 1, []byte(fmt.Sprintf("b%02d", i)), []byte("2")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.startNode(victim)
+	c.waitConverged(1, []uint64{1, 2, 3}, 10*time.Second)
+
+	// A whole-cluster restart keeps every acknowledged write.
+	for _, id := range []uint64{1, 2, 3} {
+		c.stopNode(id)
+	}
+	for _, id := range []uint64{1, 2, 3} {
+		c.startNode(id)
+	}
+	c.waitLeader(1, 5*time.Second)
+	for _, k := range []string{"a00", "a19", "b00", "b19"} {
+		v, found, err := c.get(ctx, 1, []byte(k))
+		if err != nil || !found {
+			t.Fatalf("%s after restart: %q %v %v", k, v, found, err)
+		}
+	}
+	c.waitConverged(1, []uint64{1, 2, 3}, 10*time.Second)
+}
+
+func testLeaderKill(t *testing.T, n int) {
+	nodes := make([]uint64, n)
+	for i := range nodes {
+		nodes[i] = uint64(i + 1)
+	}
+	c := newTestCluster(t, n, nil)
+	c.bootstrap(testDescriptor(1, nodes...))
+	old := c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 20*time.Second)
+	if _, err := c.put(ctx, 1, []byte("before"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	c.stopNode(old)
+	var survivors []uint64
+	for _, id := range nodes {
+		if id != old {
+			survivors = append(survivors, id)
+		}
+	}
+	// A new leader is elected and commits within 3 election timeouts
+	// (randomized timeouts are in [1, 2) × ElectionTick).
+	wctx, cancel := context.WithTimeout(ctx, 3*2*testElectionTimeout)
+	defer cancel()
+	if _, err := c.put(wctx, 1, []byte("after"), []byte("2"), survivors...); err != nil {
+		t.Fatalf("no commit %v after killing leader n%d: %v", time.Since(killed), old, err)
+	}
+	if nl := c.leader(1, survivors...); nl == 0 || nl == old {
+		t.Fatalf("leader after kill: n%d", nl)
+	}
+	c.startNode(old)
+	c.waitConverged(1, nodes, 10*time.Second)
+}
+
+func TestLeaderKillThreeNodes(t *testing.T) { testLeaderKill(t, 3) }
+func TestLeaderKillFiveNodes(t *testing.T)  { testLeaderKill(t, 5) }
+
+func TestMinorityPartitionCannotCommit(t *testing.T) {
+	c := newTestCluster(t, 5, nil)
+	c.bootstrap(testDescriptor(1, 1, 2, 3, 4, 5))
+	old := c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 30*time.Second)
+	if _, err := c.put(ctx, 1, []byte("k0"), []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	// The old leader and one follower on the minority side.
+	other := old%5 + 1
+	minority := []uint64{old, other}
+	var majority []uint64
+	for id := uint64(1); id <= 5; id++ {
+		if id != old && id != other {
+			majority = append(majority, id)
+		}
+	}
+	c.net.partition(minority, majority)
+
+	// The minority side fails within a bounded wait, with a typed error.
+	start := time.Now()
+	_, err := c.store(old).Execute(testCtx(t, 500*time.Millisecond), 1, &kv.Request{OnePhaseCommit: &kv.OnePhaseCommitRequest{
+		Mutations: []kv.Mutation{{Op: kv.OpPut, Key: []byte("lost"), Value: []byte("x")}}, StartTS: c.now(), CommitTS: c.now(),
+	}})
+	var unavailable *kv.RangeUnavailableError
+	var nl *kv.NotLeaderError
+	if !errors.As(err, &unavailable) && !errors.As(err, &nl) {
+		t.Fatalf("minority write: want RangeUnavailable or NotLeader, got %v", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("minority write took %v", time.Since(start))
+	}
+	// The majority keeps committing.
+	for i := 1; i <= 10; i++ {
+		if _, err := c.put(ctx, 1, []byte(fmt.Sprintf("k%d", i)), []byte("m"), majority...); err != nil {
+			t.Fatalf("majority write %d: %v", i, err)
+		}
+	}
+	// The old leader steps down (CheckQuorum) and answers NotLeader or
+	// unavailable, never success.
+	_, err = c.store(old).Execute(testCtx(t, 300*time.Millisecond), 1, &kv.Request{Get: &kv.GetRequest{Key: []byte("k1"), ReadTS: c.now()}})
+	if err == nil {
+		t.Fatal("minority served a read while partitioned")
+	}
+	c.net.heal()
+	c.waitConverged(1, []uint64{1, 2, 3, 4, 5}, 10*time.Second)
+	v, found, err := c.get(ctx, 1, []byte("k10"))
+	if err != nil || !found || string(v) != "m" {
+		t.Fatalf("k10 after heal: %q %v %v", v, found, err)
+	}
+	if _, found, _ := c.get(ctx, 1, []byte("lost")); found {
+		// The minority's write had no quorum: it must not have committed.
+		t.Fatal("the minority's unacknowledged write appeared after healing")
+	}
+}
