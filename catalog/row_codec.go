@@ -145,7 +145,8 @@ func appendRowValue(dst []byte, col RowColumn, k kind, v any) ([]byte, error) {
 	case kindFloat64:
 		return binary.LittleEndian.AppendUint64(appendTag(dst, col.ID, wireFixed64), math.Float64bits(v.(float64))), nil
 	case kindDecimal:
-		return appendLengthPrefixed(appendTag(dst, col.ID, wireBytes), appendDecimalValue(nil, v.(decimal.Decimal))), nil
+		var tmp [64]byte // most decimals fit: no allocation for the payload
+		return appendLengthPrefixed(appendTag(dst, col.ID, wireBytes), appendDecimalValue(tmp[:0], v.(decimal.Decimal))), nil
 	case kindString:
 		s := v.(string)
 		dst = binary.AppendUvarint(appendTag(dst, col.ID, wireBytes), uint64(len(s)))
@@ -188,7 +189,12 @@ func appendDecimalValue(dst []byte, d decimal.Decimal) []byte {
 		coef.Neg(coef)
 	}
 	dst = append(dst, sign)
-	return append(dst, coef.Bytes()...)
+	start := len(dst)
+	for range (coef.BitLen() + 7) / 8 {
+		dst = append(dst, 0)
+	}
+	coef.FillBytes(dst[start:])
+	return dst
 }
 
 // Decode decodes a row encoded by a codec of the same table (any version).
