@@ -123,7 +123,9 @@ func (s *localKV) rangeOf(key string) uint64 {
 	return d.RangeID
 }
 
-// coordinators returns n DBs over s ("nodes"), sharing one clock.
+// coordinators returns n DBs over s ("nodes"), sharing one clock (call it
+// once per store: coordinators with different clocks do not order their
+// timestamps).
 func (s *localKV) coordinators(t testing.TB, n int, cfg txn.DBConfig) []*txn.DB {
 	t.Helper()
 	clock := txn.NewLocalClock(0)

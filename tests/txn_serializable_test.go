@@ -1,0 +1,268 @@
+package tests
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quorumdb/quorumdb/txn"
+)
+
+var txnSeed = flag.Uint64("txn.seed", 1, "seed of the randomized transaction tests")
+
+// TestTxnRandomHistoryIsSerializable runs many concurrent random
+// transactions (point reads, scans, writes of unique values) over several
+// ranges through three coordinators, records every committed transaction,
+// and checks the history's dependency graph for cycles.
+func TestTxnRandomHistoryIsSerializable(t *testing.T) {
+	s := newLocalKV(t, "k03", "k06", "k09")
+	dbs := s.coordinators(t, 3, txn.DBConfig{ValidationWait: 50 * time.Millisecond})
+	const (
+		workers      = 8
+		txnsPerWork  = 60
+		keys         = 12
+		maxOpsPerTxn = 6
+	)
+	key := func(i int) string { return fmt.Sprintf("k%02d", i) }
+	var (
+		mu        sync.Mutex
+		history   []TxnRecord
+		aborted   atomic.Int64
+		committed atomic.Int64
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(*txnSeed, uint64(w)))
+			db := dbs[w%len(dbs)]
+			for n := 0; n < txnsPerWork; n++ {
+				name := fmt.Sprintf("w%d-t%d", w, n)
+				readOnly := rng.IntN(5) == 0
+				tx, err := db.Begin(ctx, txn.TxnOptions{ReadOnly: readOnly})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				rec := TxnRecord{Name: name, Writes: map[string]string{}}
+				var opErr error
+				for op, nops := 0, 1+rng.IntN(maxOpsPerTxn); op < nops && opErr == nil; op++ {
+					switch r := rng.IntN(10); {
+					case r < 4:
+						k := key(rng.IntN(keys))
+						if _, mine := rec.Writes[k]; mine {
+							continue // a read of its own write says nothing about others
+						}
+						v, found, err := tx.Get(ctx, []byte(k))
+						opErr = err
+						rec.Reads = append(rec.Reads, ReadRecord{Key: k, Value: string(v), Found: found})
+					case r < 6:
+						a, b := rng.IntN(keys), rng.IntN(keys)
+						if a > b {
+							a, b = b, a
+						}
+						start, end := key(a), key(b+1)
+						rows, err := tx.Scan(ctx, []byte(start), []byte(end), 0, rng.IntN(2) == 0)
+						opErr = err
+						sr := ScanRecord{Start: start, End: end, Rows: map[string]string{}}
+						for _, r := range rows {
+							sr.Rows[string(r.Key)] = string(r.Value)
+						}
+						rec.Scans = append(rec.Scans, sr)
+					default:
+						if readOnly {
+							continue
+						}
+						k := key(rng.IntN(keys))
+						if _, mine := rec.Writes[k]; mine {
+							continue // one write per key per transaction keeps values final
+						}
+						v := name + "/" + k
+						opErr = tx.Put(ctx, []byte(k), []byte(v))
+						rec.Writes[k] = v
+					}
+				}
+				if opErr == nil {
+					opErr = tx.Commit(ctx)
+				} else {
+					_ = tx.Rollback(ctx)
+				}
+				if opErr != nil {
+					if !txn.IsRetryable(opErr) {
+						t.Errorf("%s: %v", name, opErr)
+						return
+					}
+					aborted.Add(1)
+					continue
+				}
+				committed.Add(1)
+				rec.CommitTS = tx.CommitTS()
+				mu.Lock()
+				history = append(history, rec)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	t.Logf("seed %d: %d committed, %d aborted", *txnSeed, committed.Load(), aborted.Load())
+	if committed.Load() < workers*txnsPerWork/4 {
+		t.Fatalf("only %d of %d transactions committed", committed.Load(), workers*txnsPerWork)
+	}
+	if err := CheckSerializable(history); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTxnBankTransfers moves money among accounts on several ranges from many
+// clients through three coordinators. Every snapshot read sees the same
+// total, no balance goes negative, and the ledger replays to the balances.
+func TestTxnBankTransfers(t *testing.T) {
+	s := newLocalKV(t, "acct/03", "acct/06", "ledger/")
+	var retries atomic.Int64
+	dbs := s.coordinators(t, 3, txn.DBConfig{ValidationWait: 50 * time.Millisecond,
+		Knobs: &txn.TestingKnobs{OnRetry: func(int, error) { retries.Add(1) }}})
+	const (
+		accounts  = 9
+		initial   = 100
+		clients   = 8
+		transfers = 25
+	)
+	acct := func(i int) string { return fmt.Sprintf("acct/%02d", i) }
+	var setup []string
+	for i := 0; i < accounts; i++ {
+		setup = append(setup, acct(i), strconv.Itoa(initial))
+	}
+	putAll(t, dbs[0], setup...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	stopAudit := make(chan struct{})
+	auditDone := make(chan error, 1)
+	go func() {
+		audits := 0
+		for {
+			select {
+			case <-stopAudit:
+				if audits == 0 {
+					auditDone <- fmt.Errorf("no audit ran")
+					return
+				}
+				auditDone <- nil
+				return
+			default:
+			}
+			tx, _ := dbs[audits%3].Begin(ctx, txn.TxnOptions{ReadOnly: true})
+			rows, err := tx.Scan(ctx, []byte("acct/"), []byte("acct0"), 0, false)
+			if err != nil {
+				auditDone <- err
+				return
+			}
+			sum := 0
+			for _, r := range rows {
+				v, _ := strconv.Atoi(string(r.Value))
+				if v < 0 {
+					auditDone <- fmt.Errorf("negative balance %s=%d", r.Key, v)
+					return
+				}
+				sum += v
+			}
+			if sum != accounts*initial || len(rows) != accounts {
+				auditDone <- fmt.Errorf("snapshot total %d over %d accounts, want %d", sum, len(rows), accounts*initial)
+				return
+			}
+			audits++
+		}
+	}()
+
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(*txnSeed, uint64(100+c)))
+			db := dbs[c%3]
+			for n := 0; n < transfers; n++ {
+				from, to := rng.IntN(accounts), rng.IntN(accounts-1)
+				if to >= from {
+					to++
+				}
+				amount := 1 + rng.IntN(60)
+				err := db.Run(ctx, txn.TxnOptions{}, func(ctx context.Context, tx *txn.Txn) error {
+					a, err := getInt(ctx, tx, acct(from))
+					if err != nil {
+						return err
+					}
+					b, err := getInt(ctx, tx, acct(to))
+					if err != nil {
+						return err
+					}
+					if a < amount {
+						return nil // declined: nothing written
+					}
+					if err := tx.Put(ctx, []byte(acct(from)), []byte(strconv.Itoa(a-amount))); err != nil {
+						return err
+					}
+					if err := tx.Put(ctx, []byte(acct(to)), []byte(strconv.Itoa(b+amount))); err != nil {
+						return err
+					}
+					return tx.Put(ctx, []byte(fmt.Sprintf("ledger/%02d-%03d", c, n)), []byte(fmt.Sprintf("%d,%d,%d", from, to, amount)))
+				})
+				if err != nil {
+					t.Errorf("transfer: %v", err)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stopAudit)
+	if err := <-auditDone; err != nil {
+		t.Fatal(err)
+	}
+	// Replay the ledger.
+	tx, _ := dbs[0].Begin(ctx, txn.TxnOptions{ReadOnly: true})
+	ledger, err := tx.Scan(ctx, []byte("ledger/"), []byte("ledger0"), 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bal := make([]int, accounts)
+	for i := range bal {
+		bal[i] = initial
+	}
+	for _, e := range ledger {
+		var from, to, amount int
+		if _, err := fmt.Sscanf(string(e.Value), "%d,%d,%d", &from, &to, &amount); err != nil {
+			t.Fatalf("ledger entry %s: %v", e.Key, err)
+		}
+		bal[from] -= amount
+		bal[to] += amount
+	}
+	rows, err := tx.Scan(ctx, []byte("acct/"), []byte("acct0"), 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(rows, func(i, j int) bool { return string(rows[i].Key) < string(rows[j].Key) })
+	for i, r := range rows {
+		v, _ := strconv.Atoi(string(r.Value))
+		if v != bal[i] {
+			t.Fatalf("%s = %d, ledger replays to %d", r.Key, v, bal[i])
+		}
+	}
+	t.Logf("%d transfers (%d applied per ledger), %d retries", done.Load(), len(ledger), retries.Load())
+}
