@@ -130,3 +130,27 @@ func BenchmarkEncodeKeyString(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkUnmarshalTableDescriptor(b *testing.B) {
+	tbl, _ := benchTable(b)
+	raw, err := tbl.Desc.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := UnmarshalTableDescriptor(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkResolveTable(b *testing.B) {
+	tbl, _ := benchTable(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tbl.Desc.Resolve(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -460,3 +460,45 @@ func TestSystemKeysAreDisjoint(t *testing.T) {
 		t.Fatal("table name keys are not case-insensitive")
 	}
 }
+
+func TestTableCache(t *testing.T) {
+	ctx := context.Background()
+	cat := New(newMemKV())
+	db := &DatabaseDescriptor{ID: 1, Name: "d"}
+	if err := cat.CreateDatabase(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	td, err := NewTableDescriptor(db, 10, "t", sql.NewPrimaryKeySchema(sql.Schema{{Name: "id", Type: types.Int32, PrimaryKey: true}}), 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.CreateTable(ctx, td); err != nil {
+		t.Fatal(err)
+	}
+	cache := NewTableCache(2)
+	a, err := cat.ResolveTableByName(ctx, cache, db.ID, "T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cat.ResolveTableByID(ctx, cache, 10)
+	if err != nil || a != b {
+		t.Fatalf("same descriptor resolved twice: %p %p %v", a, b, err)
+	}
+	changed := td.Clone()
+	if _, err := changed.AddColumn(&sql.Column{Name: "v", Type: types.Text, Nullable: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.UpdateTable(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	c, err := cat.ResolveTableByID(ctx, cache, 10)
+	if err != nil || c == a || len(c.Types()) != 2 || c.Desc.Version != 2 {
+		t.Fatalf("changed descriptor served from cache: %+v %v", c, err)
+	}
+	if _, err := cat.ResolveTableByID(ctx, cache, 99); !errors.Is(err, ErrTableNotFound) {
+		t.Fatalf("missing table: %v", err)
+	}
+	if _, err := cache.Resolve([]byte(`{"format":1,"id":1}`)); !errors.Is(err, ErrInvalidDescriptor) {
+		t.Fatalf("invalid descriptor: %v", err)
+	}
+}

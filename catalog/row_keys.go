@@ -27,10 +27,10 @@ type Table struct {
 
 // Resolve parses the descriptor's types and prepares its codecs.
 func (t *TableDescriptor) Resolve() (*Table, error) {
-	if err := t.Validate(); err != nil {
+	if err := t.validate(false); err != nil {
 		return nil, err
 	}
-	schema, err := t.PrimaryKeySchema()
+	schema, err := t.PrimaryKeySchema() // parses every type
 	if err != nil {
 		return nil, err
 	}
