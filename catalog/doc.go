@@ -11,7 +11,16 @@
 //     unique indexes, foreign keys, CHECK constraints), their conversion to and
 //     from go-mysql-server types, and their storage under system keys through
 //     a transaction the caller passes in (the KV interface);
-//   - the row key helpers (PrimaryKey, SecondaryIndexKey, UniqueIndexKey).
+//   - the data-path view of a table (Table: parsed types, row codec, index
+//     column positions; TableCache resolves each descriptor once) and the row
+//     key helpers (PrimaryKey, SecondaryIndexKey, UniqueIndexKey,
+//     IndexKeyPrefix, PrimaryKeyFromIndexEntry, DecodePrimaryKey).
+//
+// Not here: ID allocation (cluster/ hands out table, index and database IDs;
+// callers pass them in), publishing the schema version in etcd and watching
+// it (the SQL layer does, after its DDL transaction commits), deleting a
+// dropped table's data span (the caller, through its transaction), and
+// evaluating defaults, generated columns and CHECK expressions (go-mysql-server).
 //
 // It must not know about Raft, ranges, the network or the transaction
 // protocol: every read and write goes through the small KV interface defined
