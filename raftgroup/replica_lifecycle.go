@@ -287,6 +287,12 @@ func (s *Store) maybeSendRemovalNotice(r *Replica, msg *RaftMessage) bool {
 			return false
 		}
 	}
+	// In a joint configuration the descriptor already lists the outgoing
+	// replicas as gone while raft still counts them: only a replica absent
+	// from the applied configuration is removed.
+	if confStateHas(r.storage.appliedState().ConfState, from) {
+		return false
+	}
 	notice := &raftpb.Message{
 		Type:    raftpb.MsgUnreachable.Enum(),
 		From:    new(r.replicaID),
