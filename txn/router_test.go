@@ -11,11 +11,11 @@ import (
 	"github.com/quorumdb/quorumdb/kv"
 )
 
-// memNodes puts three "nodes" in front of a memStore: each range has a
+// memNodes puts three "nodes" in front of a single-node store: each range has a
 // leader node, other nodes answer NotLeader with a hint, a down node fails
 // like an unreachable address. Fault injection on top of the real evaluator.
 type memNodes struct {
-	store *memStore
+	store *testStore
 
 	mu            sync.Mutex
 	leader        map[uint64]uint64
@@ -26,7 +26,7 @@ type memNodes struct {
 
 var errConnRefused = errors.New("dial: connection refused")
 
-func newMemNodes(s *memStore) *memNodes {
+func newMemNodes(s *testStore) *memNodes {
 	return &memNodes{store: s, leader: make(map[uint64]uint64), down: make(map[uint64]bool)}
 }
 
@@ -47,9 +47,29 @@ func (n *memNodes) Execute(ctx context.Context, nodeID, rangeID uint64, req *kv.
 		return nil, &kv.NotLeaderError{RangeID: rangeID, LeaderNodeID: leader}
 	}
 	if mismatch {
-		return nil, &kv.EpochMismatchError{RangeID: rangeID, Descriptors: n.store.descriptors()}
+		var descs []*kv.RangeDescriptor
+		for _, d := range n.store.descriptors() {
+			descs = append(descs, threeReplicas(d))
+		}
+		return nil, &kv.EpochMismatchError{RangeID: rangeID, Descriptors: descs}
 	}
 	return n.store.Execute(ctx, rangeID, req)
+}
+
+// threeReplicas presents a single-node descriptor as replicated on n1..n3.
+func threeReplicas(d *kv.RangeDescriptor) *kv.RangeDescriptor {
+	d = d.Clone()
+	d.Replicas = []kv.ReplicaDescriptor{{NodeID: 1, ReplicaID: 1}, {NodeID: 2, ReplicaID: 2}, {NodeID: 3, ReplicaID: 3}}
+	return d
+}
+
+// LookupRange is the directory of the three-node view.
+func (n *memNodes) LookupRange(ctx context.Context, key []byte) (*kv.RangeDescriptor, error) {
+	d, err := n.store.LookupRange(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return threeReplicas(d), nil
 }
 
 func (n *memNodes) set(f func(n *memNodes)) {
@@ -66,12 +86,13 @@ func (n *memNodes) takeCalls() []string {
 	return c
 }
 
-func newRouterDB(t *testing.T, maxWait time.Duration, splitKeys ...string) (*DB, *Router, *memNodes, *memStore) {
+func newRouterDB(t *testing.T, maxWait time.Duration, splitKeys ...string) (*DB, *Router, *memNodes, *testStore) {
 	t.Helper()
-	s := newMemStore(t, splitKeys...)
+	s := newTestStore(t, splitKeys...)
 	nodes := newMemNodes(s)
-	r := NewRouter(RouterConfig{Directory: s, Nodes: nodes, MaxWait: maxWait, InitialBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
-	db, _ := newTestDB(t, DBConfig{Sender: r})
+	r := NewRouter(RouterConfig{Directory: nodes, Nodes: nodes, MaxWait: maxWait, InitialBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	db := NewDB(DBConfig{Sender: r, Clock: s.clock})
+	t.Cleanup(db.Close)
 	return db, r, nodes, s
 }
 
@@ -110,7 +131,9 @@ func TestRouterRegroupsAfterSplit(t *testing.T) {
 	if r.CachedRanges() != 1 {
 		t.Fatalf("cached %d ranges", r.CachedRanges())
 	}
-	s.split("m")
+	if _, _, err := s.split(context.Background(), "m"); err != nil {
+		t.Fatal(err)
+	}
 	// Writes to both halves with the stale descriptor: KeyOutOfRange, then
 	// the router looks the ranges up again and the commit goes through 2PC.
 	mustPut(t, db, "a", "2", "x", "2")
@@ -130,7 +153,9 @@ func TestRouterRegroupsAfterSplit(t *testing.T) {
 func TestRouterEpochMismatchRefreshesCache(t *testing.T) {
 	db, r, nodes, s := newRouterDB(t, time.Second)
 	mustPut(t, db, "a", "1", "x", "1")
-	s.split("m")
+	if _, _, err := s.split(context.Background(), "m"); err != nil {
+		t.Fatal(err)
+	}
 	nodes.set(func(n *memNodes) { n.mismatchRange = 1 })
 	// The first request to r1 with the old descriptor gets the current
 	// descriptors back; from then on r1 is only [KeyMin, m), which the
