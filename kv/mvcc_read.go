@@ -8,43 +8,64 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// mvccReader reads the three MVCC families through one Reader. It keeps one
-// lazily created iterator over the whole write family for point lookups of a
-// key's history, so a request touching many keys pays for one iterator.
+// mvccReader reads the three MVCC families through one Reader. Point
+// lookups (a lock, a record, a key's history, a data version) share one
+// lazily created iterator over all three families: a request touching many
+// keys pays for one iterator, and seeks in key order reuse its position.
 type mvccReader struct {
-	r     Reader
-	write *pebble.Iterator
+	r  Reader
+	it *pebble.Iterator
 }
 
 func newMVCCReader(r Reader) *mvccReader { return &mvccReader{r: r} }
 
 func (m *mvccReader) close() error {
-	if m.write == nil {
+	if m.it == nil {
 		return nil
 	}
-	err := m.write.Close()
-	m.write = nil
+	err := m.it.Close()
+	m.it = nil
 	if err != nil {
-		return fmt.Errorf("kv: close write iterator: %w", err)
+		return fmt.Errorf("kv: close MVCC iterator: %w", err)
 	}
 	return nil
 }
 
-func (m *mvccReader) writeIter() (*pebble.Iterator, error) {
-	if m.write != nil {
-		return m.write, nil
+func (m *mvccReader) iter() (*pebble.Iterator, error) {
+	if m.it != nil {
+		return m.it, nil
 	}
-	it, err := m.r.NewIter(&pebble.IterOptions{LowerBound: []byte{writeFamily}, UpperBound: []byte{writeFamily + 1}})
+	it, err := m.r.NewIter(&pebble.IterOptions{LowerBound: []byte{lockFamily}, UpperBound: []byte{writeFamily + 1}})
 	if err != nil {
-		return nil, fmt.Errorf("kv: new write iterator: %w", err)
+		return nil, fmt.Errorf("kv: new MVCC iterator: %w", err)
 	}
-	m.write = it
+	m.it = it
 	return it, nil
+}
+
+// getExact returns the value of the pebble key, valid until the next use of
+// the iterator, or nil when absent.
+func (m *mvccReader) getExact(key []byte) ([]byte, error) {
+	it, err := m.iter()
+	if err != nil {
+		return nil, err
+	}
+	if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("kv: read %x: %w", key, err)
+		}
+		return v, nil
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("kv: read %x: %w", key, err)
+	}
+	return nil, nil
 }
 
 // getLock returns the lock on userKey, or nil.
 func (m *mvccReader) getLock(userKey []byte) (*mvccLock, error) {
-	v, err := GetRaw(m.r, familyPrefixKey(lockFamily, userKey))
+	v, err := m.getExact(familyPrefixKey(lockFamily, userKey))
 	if err != nil || v == nil {
 		return nil, err
 	}
@@ -52,12 +73,13 @@ func (m *mvccReader) getLock(userKey []byte) (*mvccLock, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.primary = append([]byte(nil), l.primary...)
 	return &l, nil
 }
 
 // getRecord returns the write-family record of userKey at exactly ts, or nil.
 func (m *mvccReader) getRecord(userKey []byte, ts Timestamp) (*writeRecord, error) {
-	v, err := GetRaw(m.r, versionedKey(writeFamily, userKey, ts))
+	v, err := m.getExact(versionedKey(writeFamily, userKey, ts))
 	if err != nil || v == nil {
 		return nil, err
 	}
@@ -66,6 +88,18 @@ func (m *mvccReader) getRecord(userKey []byte, ts Timestamp) (*writeRecord, erro
 		return nil, err
 	}
 	return &w, nil
+}
+
+// readData returns a copy of the data version of userKey written at startTS.
+func (m *mvccReader) readData(userKey []byte, startTS Timestamp) ([]byte, error) {
+	v, err := m.getExact(versionedKey(dataFamily, userKey, startTS))
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, fmt.Errorf("kv: corrupt MVCC state: write record of %q points at missing data version %d", userKey, startTS)
+	}
+	return append(make([]byte, 0, len(v)), v...), nil
 }
 
 // versionTS splits a versioned pebble key of the given escaped prefix. ok is
@@ -95,7 +129,7 @@ type keyHistory struct {
 // history walks userKey's write records from the newest down to startTS.
 func (m *mvccReader) history(userKey []byte, startTS Timestamp) (keyHistory, error) {
 	var h keyHistory
-	it, err := m.writeIter()
+	it, err := m.iter()
 	if err != nil {
 		return h, err
 	}
@@ -154,23 +188,6 @@ func visibleAt(it *pebble.Iterator, prefix []byte, readTS Timestamp) (startTS Ti
 	return 0, false, nil
 }
 
-// readData fetches the data version of userKey written at startTS.
-func readData(r Reader, userKey []byte, startTS Timestamp) ([]byte, error) {
-	v, closer, err := r.Get(versionedKey(dataFamily, userKey, startTS))
-	if err == pebble.ErrNotFound {
-		return nil, fmt.Errorf("kv: corrupt MVCC state: write record of %q points at missing data version %d", userKey, startTS)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kv: read data %q@%d: %w", userKey, startTS, err)
-	}
-	out := make([]byte, len(v))
-	copy(out, v)
-	if err := closer.Close(); err != nil {
-		return nil, fmt.Errorf("kv: read data %q@%d: %w", userKey, startTS, err)
-	}
-	return out, nil
-}
-
 // lockedError builds the error a reader or writer reports for l on userKey.
 func lockedError(userKey []byte, l *mvccLock) *LockedError {
 	return &LockedError{Key: userKey, Primary: append([]byte(nil), l.primary...), StartTS: l.startTS, TTL: l.ttl}
@@ -185,7 +202,7 @@ func (m *mvccReader) get(userKey []byte, readTS Timestamp) (*GetResponse, error)
 	if l != nil && l.startTS <= readTS {
 		return nil, lockedError(userKey, l)
 	}
-	it, err := m.writeIter()
+	it, err := m.iter()
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +210,7 @@ func (m *mvccReader) get(userKey []byte, readTS Timestamp) (*GetResponse, error)
 	if err != nil || !found {
 		return &GetResponse{}, err
 	}
-	v, err := readData(m.r, userKey, startTS)
+	v, err := m.readData(userKey, startTS)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +389,7 @@ func (m *mvccReader) scan(req *ScanRequest) (*ScanResponse, error) {
 		if !found {
 			continue
 		}
-		v, err := readData(m.r, w.curKey, startTS)
+		v, err := m.readData(w.curKey, startTS)
 		if err != nil {
 			return nil, err
 		}
@@ -430,7 +447,7 @@ func (m *mvccReader) keyReadConflict(userKey []byte, self, from, to Timestamp) (
 	if l != nil && l.startTS != self {
 		return true, nil
 	}
-	it, err := m.writeIter()
+	it, err := m.iter()
 	if err != nil {
 		return false, err
 	}
