@@ -4,6 +4,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
+	"google.golang.org/protobuf/proto"
 )
 
 // Quiescence: a leader whose group is idle (nothing pending, every member
@@ -103,7 +104,11 @@ func (r *Replica) stepQuiesceHeartbeat(m *raftpb.Message) {
 		// Behind: ignore; the leader wakes up on our next message.
 		return
 	}
-	_ = r.raw.Step(m)
+	// The response echoes the context, and raft reads a heartbeat context
+	// as its ReadIndex counter: step the heartbeat without the marker.
+	hb := proto.Clone(m).(*raftpb.Message)
+	hb.Context = nil
+	_ = r.raw.Step(hb)
 	st := r.raw.BasicStatus()
 	if st.Lead == m.GetFrom() && st.GetTerm() == m.GetTerm() && st.GetCommit() == last && st.Applied == st.GetCommit() {
 		r.mu.Lock()

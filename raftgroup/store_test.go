@@ -208,3 +208,177 @@ func TestMinorityPartitionCannotCommit(t *testing.T) {
 		t.Fatal("the minority's unacknowledged write appeared after healing")
 	}
 }
+
+func TestOnePhaseCommitLandsAboveServedReads(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.bootstrap(testDescriptor(1, 1, 2, 3))
+	leader := c.waitLeader(1, 2*time.Second)
+	s := c.store(leader)
+	ctx := testCtx(t, 10*time.Second)
+	start := c.now()
+	readTS := c.now() + 1000 // a reader far ahead of the writer's timestamps
+	resp, err := s.Execute(ctx, 1, &kv.Request{Get: &kv.GetRequest{Key: []byte("x"), ReadTS: readTS}})
+	if err != nil || resp.Get.Found {
+		t.Fatalf("first read: %+v %v", resp, err)
+	}
+	// A 1PC asking for a commit timestamp below that read must not land
+	// below it: the read already told someone "x is absent at readTS".
+	w, err := s.Execute(ctx, 1, &kv.Request{OnePhaseCommit: &kv.OnePhaseCommitRequest{
+		Mutations: []kv.Mutation{{Op: kv.OpPut, Key: []byte("x"), Value: []byte("1")}},
+		StartTS:   start,
+		CommitTS:  start + 1,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.OnePhaseCommit.CommitTS <= readTS {
+		t.Fatalf("1PC committed at %d, at or below a served read at %d", w.OnePhaseCommit.CommitTS, readTS)
+	}
+	resp, err = s.Execute(ctx, 1, &kv.Request{Get: &kv.GetRequest{Key: []byte("x"), ReadTS: readTS}})
+	if err != nil || resp.Get.Found {
+		t.Fatalf("repeated read at %d changed: %+v %v", readTS, resp, err)
+	}
+	resp, err = s.Execute(ctx, 1, &kv.Request{Get: &kv.GetRequest{Key: []byte("x"), ReadTS: w.OnePhaseCommit.CommitTS}})
+	if err != nil || !resp.Get.Found {
+		t.Fatalf("read at the commit timestamp: %+v %v", resp, err)
+	}
+
+	// A new leader seeds max_read_ts from the clock: a 1PC there lands
+	// above every timestamp handed out before it took over.
+	target := leader%3 + 1
+	if err := s.TransferLeadership(ctx, 1, target); err != nil {
+		t.Fatal(err)
+	}
+	c.waitLeader(1, 2*time.Second)
+	before := c.now()
+	w, err = c.store(target).Execute(ctx, 1, &kv.Request{OnePhaseCommit: &kv.OnePhaseCommitRequest{
+		Mutations: []kv.Mutation{{Op: kv.OpPut, Key: []byte("y"), Value: []byte("1")}},
+		StartTS:   start,
+		CommitTS:  start + 1,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.OnePhaseCommit.CommitTS <= before {
+		t.Fatalf("new leader's 1PC at %d, not above the clock %d", w.OnePhaseCommit.CommitTS, before)
+	}
+}
+
+func TestReadWaitsForLatchedOnePhaseCommit(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.bootstrap(testDescriptor(1, 1))
+	c.waitLeader(1, 2*time.Second)
+	r := c.store(1).replica(1)
+	// Latch "x" as an in-flight 1PC would, then check a read of x waits
+	// and a read of another key does not.
+	p := newProposal(1)
+	if _, err := r.prepareOnePhaseCommit(context.Background(), &kv.Request{OnePhaseCommit: &kv.OnePhaseCommitRequest{
+		Mutations: []kv.Mutation{{Op: kv.OpPut, Key: []byte("x"), Value: []byte("1")}}, StartTS: 1, CommitTS: 2,
+	}}, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.store(1).Execute(testCtx(t, 2*time.Second), 1, &kv.Request{Get: &kv.GetRequest{Key: []byte("y"), ReadTS: c.now()}}); err != nil {
+		t.Fatalf("unlatched read: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.store(1).Execute(context.Background(), 1, &kv.Request{Scan: &kv.ScanRequest{Start: []byte("a"), End: []byte("z"), ReadTS: c.now()}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("scan over a latched key returned early: %v", err)
+	case <-time.After(5 * testTick):
+	}
+	r.releaseLatches(p)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("scan still blocked after the latch was released")
+	}
+}
+
+func TestManyRangesShareFsyncs(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	const ranges = 50
+	for i := uint64(1); i <= ranges; i++ {
+		d := testDescriptor(i, 1, 2, 3)
+		d.StartKey, d.EndKey = []byte(fmt.Sprintf("r%03d", i)), []byte(fmt.Sprintf("r%03d", i+1))
+		c.bootstrap(d)
+	}
+	for i := uint64(1); i <= ranges; i++ {
+		c.waitLeader(i, 5*time.Second)
+	}
+	ctx := testCtx(t, 20*time.Second)
+	before := c.store(1).Metrics()
+	errs := make(chan error, ranges)
+	for i := uint64(1); i <= ranges; i++ {
+		go func() {
+			for j := 0; j < 5; j++ {
+				if _, err := c.put(ctx, i, []byte(fmt.Sprintf("r%03d-%d", i, j)), []byte("v")); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < ranges; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := c.store(1).Metrics()
+	commits, fsyncs := after.Commits-before.Commits, after.Fsyncs-before.Fsyncs
+	t.Logf("n1: %d commits, %d fsyncs", commits, fsyncs)
+	if commits < ranges*5 || fsyncs >= commits {
+		t.Fatalf("n1: %d commits with %d fsyncs: rounds do not batch", commits, fsyncs)
+	}
+	infos := c.store(1).RangeInfo()
+	if len(infos) != ranges || infos[0].RangeID != 1 || infos[0].Descriptor == nil || infos[0].LeaderNodeID == 0 {
+		t.Fatalf("range info: %d %+v", len(infos), infos[0])
+	}
+}
+
+func TestIdleRangesQuiesceAndWake(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.QuiesceAfterTicks = 5 })
+	const ranges = 10
+	for i := uint64(1); i <= ranges; i++ {
+		d := testDescriptor(i, 1, 2, 3)
+		d.StartKey, d.EndKey = []byte(fmt.Sprintf("r%03d", i)), []byte(fmt.Sprintf("r%03d", i+1))
+		c.bootstrap(d)
+	}
+	ctx := testCtx(t, 20*time.Second)
+	for i := uint64(1); i <= ranges; i++ {
+		if _, err := c.put(ctx, i, []byte(fmt.Sprintf("r%03d", i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allQuiesced := func() bool {
+		for _, id := range c.liveIDs() {
+			if m := c.store(id).Metrics(); m.Quiesced != m.Replicas {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, 5*time.Second, "every replica to quiesce", allQuiesced)
+	// A write wakes its range and commits; the range quiesces again.
+	if _, err := c.put(ctx, 3, []byte("r003-x"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "quiescing again", allQuiesced)
+	// Killing the leader's node of a quiesced range: the survivors learn it
+	// from liveness (ReportUnreachable) and elect a new leader.
+	old := c.leader(5)
+	c.stopNode(old)
+	for _, id := range c.liveIDs() {
+		c.store(id).ReportUnreachable(old)
+	}
+	if _, err := c.put(ctx, 5, []byte("r005-y"), []byte("v"), c.liveIDs()...); err != nil {
+		t.Fatal(err)
+	}
+}
