@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumdb/quorumdb/kv"
 	"github.com/quorumdb/quorumdb/txn"
 )
 
@@ -360,7 +361,7 @@ func TestTxnStaleReadAfter1PC(t *testing.T) {
 	var firstRead string
 	var hookErr error
 	s.mu.Lock()
-	s.before1PC = func(*kvOnePhase) {
+	s.before1PC = func(*kv.OnePhaseCommitRequest) {
 		once.Do(func() {
 			// The writer's command is in flight with its proposal taken;
 			// the reader takes a later snapshot and reads first.

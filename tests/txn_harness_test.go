@@ -3,31 +3,41 @@ package tests
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/quorumdb/quorumdb/kv"
+	"github.com/quorumdb/quorumdb/raftgroup"
 	"github.com/quorumdb/quorumdb/txn"
 )
 
-// localKV is the interim store for the transaction acceptance tests until
-// the in-process cluster helper exists: a real in-memory kv.Engine cut into
-// several ranges, every request evaluated by kv.Evaluate under one mutex (as
-// atomic as a Raft apply), playing the range leader's part of the 1PC hazard
-// (commit_ts of a 1PC raised above the highest read or validation timestamp
-// the range has served). Several txn.DBs, each with its own range cache,
-// stand for coordinators on different nodes; they share one clock as they
-// would share the timestamp oracle.
+// localKV is the store of the transaction acceptance tests until the
+// in-process cluster helper exists: a real single-node raftgroup.Store on an
+// in-memory engine, its key space split into several single-voter ranges
+// (reads after ReadIndex, writes through Raft, the leader's max_read_ts and
+// latches for 1PC). Several txn.DBs, each with its own range cache, stand for
+// coordinators on different nodes; they share one clock as they would share
+// the timestamp oracle.
 type localKV struct {
-	mu        sync.Mutex
-	eng       *kv.Engine
-	ranges    map[uint64]*kv.RangeDescriptor
-	maxReadTS map[uint64]kv.Timestamp
-	// before1PC, when set, runs before a 1PC command is evaluated (outside
-	// the mutex), so a test can order other work before its apply.
-	before1PC func(req *kvOnePhase)
+	store  *raftgroup.Store
+	clock  *txn.LocalClock
+	nextID uint64
+
+	mu sync.Mutex
+	// before1PC, when set, runs before a 1PC command is handed to the store,
+	// so a test can order other work before its proposal.
+	before1PC func(req *kv.OnePhaseCommitRequest)
+}
+
+// noPeers is the transport of a store whose ranges have a single voter.
+type noPeers struct{}
+
+func (noPeers) Send(*raftgroup.RaftMessage) bool { return false }
+func (noPeers) SendSnapshot(context.Context, *raftgroup.RaftMessage, raftgroup.SnapshotSource) error {
+	return fmt.Errorf("single-node store has no peers")
 }
 
 func newLocalKV(t testing.TB, splitKeys ...string) *localKV {
@@ -36,25 +46,60 @@ func newLocalKV(t testing.TB, splitKeys ...string) *localKV {
 	if err != nil {
 		t.Fatalf("open engine: %v", err)
 	}
-	t.Cleanup(func() { _ = eng.Close() })
-	s := &localKV{eng: eng, ranges: make(map[uint64]*kv.RangeDescriptor), maxReadTS: make(map[uint64]kv.Timestamp)}
-	bounds := [][]byte{kv.KeyMin}
-	for _, k := range splitKeys {
-		bounds = append(bounds, []byte(k))
+	clock := txn.NewLocalClock(0)
+	st, err := raftgroup.NewStore(raftgroup.Config{
+		NodeID: 1, Engine: eng, Transport: noPeers{},
+		Clock: func() uint64 {
+			ts, _ := clock.GetTimestamp(context.Background())
+			return ts
+		},
+		TickInterval: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("new store: %v", err)
 	}
-	bounds = append(bounds, kv.KeyMax)
-	for i := 0; i+1 < len(bounds); i++ {
-		id := uint64(i + 1)
-		s.ranges[id] = &kv.RangeDescriptor{RangeID: id, StartKey: bounds[i], EndKey: bounds[i+1], Generation: 1,
-			Replicas: []kv.ReplicaDescriptor{{NodeID: 1, ReplicaID: 1}}}
+	st.Start()
+	t.Cleanup(func() {
+		st.Stop()
+		_ = eng.Close()
+	})
+	s := &localKV{store: st, clock: clock, nextID: 1}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first := &kv.RangeDescriptor{RangeID: 1, StartKey: kv.KeyMin, EndKey: kv.KeyMax, Generation: 1,
+		Replicas: []kv.ReplicaDescriptor{{NodeID: 1, ReplicaID: 1}}, NextReplicaID: 2}
+	if err := st.BootstrapRange(ctx, first); err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	for _, k := range splitKeys {
+		if err := s.split(ctx, k); err != nil {
+			t.Fatalf("split at %q: %v", k, err)
+		}
 	}
 	return s
 }
 
-func (s *localKV) Execute(ctx context.Context, rangeID uint64, req *kv.Request) (*kv.Response, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+func (s *localKV) split(ctx context.Context, key string) error {
+	d, err := s.LookupRange(ctx, []byte(key))
+	if err != nil {
+		return err
 	}
+	s.nextID++
+	id := s.nextID
+	left, right, err := s.store.SplitRange(ctx, d.RangeID, []byte(key), id)
+	if err != nil && left != nil && right == nil {
+		// The split applied but the right range may not be registered yet.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if s.rangeOf(key) == id {
+				return nil
+			}
+		}
+	}
+	return err
+}
+
+// Execute implements txn.LocalStore.
+func (s *localKV) Execute(ctx context.Context, rangeID uint64, req *kv.Request) (*kv.Response, error) {
 	if req.OnePhaseCommit != nil {
 		s.mu.Lock()
 		hook := s.before1PC
@@ -63,55 +108,28 @@ func (s *localKV) Execute(ctx context.Context, rangeID uint64, req *kv.Request) 
 			hook(req.OnePhaseCommit)
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	desc, ok := s.ranges[rangeID]
-	if !ok {
-		return nil, &kv.RangeNotFoundError{RangeID: rangeID}
-	}
-	if kv.IsReadOnly(req) {
-		var ts kv.Timestamp
-		switch {
-		case req.Get != nil:
-			ts = req.Get.ReadTS
-		case req.Scan != nil:
-			ts = req.Scan.ReadTS
-		case req.ValidateReads != nil:
-			ts = req.ValidateReads.To
-		}
-		resp, err := kv.EvaluateReadOnly(s.eng.DB(), desc, req)
-		var outside *kv.KeyOutOfRangeError
-		if !errors.As(err, &outside) {
-			s.maxReadTS[rangeID] = max(s.maxReadTS[rangeID], ts)
-		}
-		return resp, err
-	}
-	if req.OnePhaseCommit != nil {
-		c := *req.OnePhaseCommit
-		c.CommitTS = max(c.CommitTS, s.maxReadTS[rangeID]+1)
-		req = &kv.Request{OnePhaseCommit: &c}
-	}
-	b := s.eng.NewBatch()
-	defer func() { _ = b.Close() }()
-	resp, err := kv.Evaluate(b, desc, req)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.eng.Commit(b, false); err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return s.store.Execute(ctx, rangeID, req)
 }
 
+// LookupRange implements txn.RangeDirectory from the store's replicas.
 func (s *localKV) LookupRange(ctx context.Context, key []byte) (*kv.RangeDescriptor, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, d := range s.ranges {
+	for _, d := range s.descriptors() {
 		if d.ContainsKey(key) {
-			return d.Clone(), nil
+			return d, nil
 		}
 	}
 	return nil, fmt.Errorf("no range holds %q", key)
+}
+
+func (s *localKV) descriptors() []*kv.RangeDescriptor {
+	var out []*kv.RangeDescriptor
+	for _, info := range s.store.RangeInfo() {
+		if info.Descriptor != nil {
+			out = append(out, info.Descriptor)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i].StartKey, out[j].StartKey) < 0 })
+	return out
 }
 
 // rangeOf returns the ID of the range holding key.
@@ -123,24 +141,21 @@ func (s *localKV) rangeOf(key string) uint64 {
 	return d.RangeID
 }
 
-// coordinators returns n DBs over s ("nodes"), sharing one clock (call it
-// once per store: coordinators with different clocks do not order their
-// timestamps).
+// coordinators returns n DBs over s ("nodes"), sharing the store's clock.
 func (s *localKV) coordinators(t testing.TB, n int, cfg txn.DBConfig) []*txn.DB {
 	t.Helper()
-	clock := txn.NewLocalClock(0)
 	out := make([]*txn.DB, n)
 	for i := range out {
 		c := cfg
 		c.Sender = txn.NewLocalStoreSender(txn.LocalStoreSenderConfig{Store: s, Directory: s})
-		c.Clock = clock
+		c.Clock = s.clock
 		out[i] = txn.NewDB(c)
 		t.Cleanup(out[i].Close)
 	}
 	return out
 }
 
-// barrier lets n goroutines wait until all have arrived (bounded).
+// barrier lets n goroutines wait until all have arrived (bounded by ctx).
 type barrier struct {
 	mu      sync.Mutex
 	n       int
@@ -183,7 +198,3 @@ func distinct(ids []uint64) bool {
 	}
 	return true
 }
-
-var _ = bytes.Compare
-
-type kvOnePhase = kv.OnePhaseCommitRequest

@@ -132,7 +132,9 @@ func TestTxnRandomHistoryIsSerializable(t *testing.T) {
 func TestTxnBankTransfers(t *testing.T) {
 	s := newLocalKV(t, "acct/03", "acct/06", "ledger/")
 	var retries atomic.Int64
-	dbs := s.coordinators(t, 3, txn.DBConfig{ValidationWait: 50 * time.Millisecond,
+	// Retries are generous: the test is about invariants, not abort rates
+	// (which it logs), and it also runs under the race detector.
+	dbs := s.coordinators(t, 3, txn.DBConfig{ValidationWait: 50 * time.Millisecond, MaxRetries: 100,
 		Knobs: &txn.TestingKnobs{OnRetry: func(int, error) { retries.Add(1) }}})
 	const (
 		accounts  = 9
