@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -162,6 +163,9 @@ func (c *Catalog) CreateTable(ctx context.Context, t *TableDescriptor) error {
 	} else if exists {
 		return fmt.Errorf("%w: table ID %d already used", ErrInvalidDescriptor, t.ID)
 	}
+	if err := c.resolveForeignKeyParents(ctx, t); err != nil {
+		return err
+	}
 	if err := c.putTable(ctx, t); err != nil {
 		return err
 	}
@@ -178,6 +182,43 @@ func (c *Catalog) putTable(ctx context.Context, t *TableDescriptor) error {
 	}
 	if err := c.txn.Put(ctx, TableDescriptorKey(t.ID), b); err != nil {
 		return fmt.Errorf("catalog: write table %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// resolveForeignKeyParents fills ParentTableID of foreign keys that lack it
+// when their parent table exists (by name; a self reference is the table
+// itself). A parent that does not exist yet (FOREIGN_KEY_CHECKS=0) stays 0.
+func (c *Catalog) resolveForeignKeyParents(ctx context.Context, t *TableDescriptor) error {
+	for i := range t.ForeignKeys {
+		fk := &t.ForeignKeys[i]
+		if fk.ParentTableID != 0 {
+			continue
+		}
+		parentDB := fk.ParentDatabase
+		if parentDB == "" {
+			parentDB = t.Database
+		}
+		if strings.EqualFold(parentDB, t.Database) && strings.EqualFold(fk.ParentTable, t.Name) {
+			fk.ParentTableID = t.ID
+			continue
+		}
+		db, err := c.GetDatabase(ctx, parentDB)
+		if errors.Is(err, ErrDatabaseNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		v, ok, err := c.txn.Get(ctx, TableNameKey(db.ID, fk.ParentTable))
+		if err != nil {
+			return fmt.Errorf("catalog: foreign key %s parent %s: %w", fk.Name, fk.ParentTable, err)
+		}
+		if !ok {
+			continue
+		}
+		if fk.ParentTableID, err = decodeID(v); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -296,6 +337,9 @@ func (c *Catalog) UpdateTable(ctx context.Context, t *TableDescriptor) error {
 		return fmt.Errorf("%w: UpdateTable cannot rename %s.%s (use RenameTable)", ErrInvalidDescriptor, old.Database, old.Name)
 	}
 	if err := t.Validate(); err != nil {
+		return err
+	}
+	if err := c.resolveForeignKeyParents(ctx, t); err != nil {
 		return err
 	}
 	t.Version++

@@ -311,8 +311,7 @@ func TestCatalogLifecycle(t *testing.T) {
 	fk := ForeignKeyFromGMS(sql.ForeignKeyConstraint{Name: "fk_customer", Database: "Shop", Table: "orders",
 		Columns: []string{"customer_id"}, ParentDatabase: "Shop", ParentTable: "customers", ParentColumns: []string{"id"},
 		OnUpdate: sql.ForeignKeyReferentialAction_Restrict, OnDelete: sql.ForeignKeyReferentialAction_Cascade, IsResolved: true})
-	fk.ParentTableID = customers.ID
-	orders.ForeignKeys = []ForeignKeyDescriptor{fk}
+	orders.ForeignKeys = []ForeignKeyDescriptor{fk} // ParentTableID resolved by name on create
 	if err := cat.CreateTable(ctx, orders); err != nil {
 		t.Fatal(err)
 	}
@@ -405,6 +404,38 @@ func TestCatalogLifecycle(t *testing.T) {
 	span := CatalogSpan()
 	if left, _ := store.Scan(ctx, span.Key, span.EndKey, 0); len(left) != 0 {
 		t.Fatalf("catalog keys left after dropping everything: %d", len(left))
+	}
+}
+
+func TestForeignKeyParentResolvedLater(t *testing.T) {
+	ctx := context.Background()
+	cat := New(newMemKV())
+	db := &DatabaseDescriptor{ID: 1, Name: "d"}
+	if err := cat.CreateDatabase(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	// The child comes first (FOREIGN_KEY_CHECKS=0): its parent is unknown.
+	child, _ := NewTableDescriptor(db, 11, "c", sql.NewPrimaryKeySchema(sql.Schema{{Name: "id", Type: types.Int32, PrimaryKey: true}, {Name: "pid", Type: types.Int32, Nullable: true}}), 0, "")
+	child.ForeignKeys = []ForeignKeyDescriptor{{Name: "fk", Database: "d", Table: "c", Columns: []string{"pid"},
+		ParentDatabase: "d", ParentTable: "p", ParentColumns: []string{"id"}}}
+	if err := cat.CreateTable(ctx, child); err != nil {
+		t.Fatal(err)
+	}
+	if child.ForeignKeys[0].ParentTableID != 0 {
+		t.Fatalf("parent resolved before it exists: %d", child.ForeignKeys[0].ParentTableID)
+	}
+	parent, _ := NewTableDescriptor(db, 10, "P", sql.NewPrimaryKeySchema(sql.Schema{{Name: "id", Type: types.Int32, PrimaryKey: true}}), 0, "")
+	if err := cat.CreateTable(ctx, parent); err != nil {
+		t.Fatal(err)
+	}
+	// Any later update of the child resolves it and records the reference.
+	child.ForeignKeys[0].IsResolved = true
+	if err := cat.UpdateTable(ctx, child); err != nil {
+		t.Fatal(err)
+	}
+	refs, err := cat.ReferencingForeignKeys(ctx, 10)
+	if err != nil || len(refs) != 1 || refs[0].Child.ID != 11 || refs[0].ForeignKey.ParentTableID != 10 {
+		t.Fatalf("references: %+v %v", refs, err)
 	}
 }
 
