@@ -79,7 +79,7 @@ type SerializationError struct {
 }
 
 func (e *SerializationError) Error() string {
-	return fmt.Sprintf("kv: serialization failure of txn %d: key %q changed under its reads", e.StartTS, e.Key)
+	return fmt.Sprintf("kv: serialization failure of txn %d: key %q was written or locked by another transaction inside its reads", e.StartTS, e.Key)
 }
 
 // KeyOutOfRangeError: Key is not inside range RangeID ([StartKey, EndKey)).
