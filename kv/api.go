@@ -123,6 +123,8 @@ type ScanRequest struct {
 
 // ScanResponse: ResumeKey is set when Limit stopped the scan: the next scan
 // continues from it ([ResumeKey, End) forward, [Start, ResumeKey) reverse).
+// It is left nil when no key with MVCC state (lock or write record) remains in
+// the span, so a scan that exactly fills Limit usually needs no extra round.
 type ScanResponse struct {
 	Rows      []KeyValue
 	ResumeKey []byte
@@ -131,7 +133,8 @@ type ScanResponse struct {
 // ValidateReadsRequest asks whether anything another transaction did could
 // have changed what a transaction read: a write record (not a rollback marker)
 // with commit_ts in (From, To] in any span, or a lock of another transaction
-// (start_ts != TxnStartTS) in any span.
+// (start_ts != TxnStartTS) in any span. Write records of the transaction
+// TxnStartTS itself are not conflicts.
 type ValidateReadsRequest struct {
 	Spans      []Span
 	TxnStartTS Timestamp
@@ -149,7 +152,8 @@ type ValidateReadsResponse struct {
 // *WriteConflictError if any key has a write record with commit_ts > StartTS,
 // *LockedError if another transaction holds a lock, *TxnAbortedError if the
 // transaction already has a rollback marker on a key. It is idempotent for
-// the same transaction. On any error nothing is written.
+// the same transaction. On any error nothing is written. A key may appear only
+// once in Mutations (*InvalidRequestError otherwise).
 type PrewriteRequest struct {
 	Mutations []Mutation
 	Primary   []byte
@@ -236,6 +240,9 @@ type TxnHeartbeatResponse struct {
 // ReadSpans like ValidateReads over (StartTS, CommitTS] (failing with
 // *SerializationError), then writes data and write records at CommitTS
 // directly, without locks. CommitTS is fixed by the leader before proposing.
+// Applying the same command again (a retried proposal) succeeds and writes
+// nothing more: keys already committed by StartTS are skipped and the
+// transaction's own records do not fail validation.
 type OnePhaseCommitRequest struct {
 	Mutations []Mutation
 	ReadSpans []Span
@@ -250,7 +257,8 @@ type OnePhaseCommitResponse struct {
 
 // GCRequest removes, in [Start, End), every version older than the newest one
 // at or below SafePoint (and that one too if it is a delete), and rollback
-// markers at or below SafePoint. Locks are left alone (resolve them first).
+// markers and lock records (OpLock commits) at or below SafePoint. Locks are
+// left alone (resolve them first).
 type GCRequest struct {
 	Start, End []byte
 	SafePoint  Timestamp
