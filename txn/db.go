@@ -177,6 +177,8 @@ func (db *DB) Begin(ctx context.Context, opts TxnOptions) (*Txn, error) {
 	t := &Txn{db: db, opts: opts, readOnly: opts.ReadOnly || opts.AsOf != 0}
 	if opts.AsOf != 0 {
 		t.startTS = opts.AsOf
+		t.startWall = time.Now()
+		db.register(t, opts.AsOf)
 	}
 	return t, nil
 }

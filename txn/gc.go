@@ -31,6 +31,7 @@ func (db *DB) RunGC(ctx context.Context, safepoint kv.Timestamp) (GCStats, error
 		return st, &InvalidArgumentError{Reason: "GC safepoint 0"}
 	}
 	cur := kv.KeyMin
+	stale := 0
 	for bytes.Compare(cur, kv.KeyMax) < 0 {
 		desc, err := db.sender.RangeForKey(ctx, cur)
 		if err != nil {
@@ -45,7 +46,8 @@ func (db *DB) RunGC(ctx context.Context, safepoint kv.Timestamp) (GCStats, error
 			Start: desc.StartKey, End: desc.EndKey, SafePoint: safepoint,
 		}})
 		if err != nil {
-			if isStaleRouting(err) {
+			if isStaleRouting(err) && stale < maxRegroups {
+				stale++
 				continue // look the range up again
 			}
 			return st, fmt.Errorf("txn: gc of r%d: %w", desc.RangeID, err)
@@ -61,7 +63,7 @@ func (db *DB) RunGC(ctx context.Context, safepoint kv.Timestamp) (GCStats, error
 
 // RunGCOnce reads the safepoint from src and runs a GC pass with it.
 func (db *DB) RunGCOnce(ctx context.Context, src SafepointSource) (GCStats, error) {
-	sp, err := src.GCSafepoint(ctx)
+	sp, err := src.GCSafePoint(ctx)
 	if err != nil {
 		return GCStats{}, fmt.Errorf("txn: read GC safepoint: %w", err)
 	}
@@ -75,6 +77,7 @@ func (db *DB) RunGCOnce(ctx context.Context, src SafepointSource) (GCStats, erro
 // the scan meets (only locks with start_ts <= safepoint are reported).
 func (db *DB) resolveOldLocks(ctx context.Context, start, end []byte, safepoint kv.Timestamp) (int, error) {
 	resolved := 0
+	stale := 0
 	cur := start
 	for bytes.Compare(cur, end) < 0 {
 		desc, err := db.sender.RangeForKey(ctx, cur)
@@ -89,7 +92,8 @@ func (db *DB) resolveOldLocks(ctx context.Context, start, end []byte, safepoint 
 			Start: cur, End: subEnd, ReadTS: safepoint, Limit: gcScanBatch,
 		}})
 		if err != nil {
-			if isStaleRouting(err) {
+			if isStaleRouting(err) && stale < maxRegroups {
+				stale++
 				continue
 			}
 			lock, ok := asLocked(err)

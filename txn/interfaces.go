@@ -59,7 +59,7 @@ type LocalStore interface {
 }
 
 // SafepointSource gives the cluster's GC safepoint: versions older than the
-// newest one at or below it may be removed.
+// newest one at or below it may be removed (cluster.Client's etcd key).
 type SafepointSource interface {
-	GCSafepoint(ctx context.Context) (kv.Timestamp, error)
+	GCSafePoint(ctx context.Context) (kv.Timestamp, error)
 }

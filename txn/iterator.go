@@ -110,7 +110,8 @@ func (it *Iterator) Next(ctx context.Context) (row kv.KeyValue, ok bool, err err
 		it.advance(bkey)
 		switch bent.op {
 		case kv.OpPut:
-			return kv.KeyValue{Key: bkey, Value: bent.value}, true, nil
+			// Copies: the caller may keep or change the row, the buffer must not.
+			return kv.KeyValue{Key: append([]byte(nil), bkey...), Value: append([]byte(nil), bent.value...)}, true, nil
 		case kv.OpLock:
 			if sameAsStore {
 				return *s, true, nil

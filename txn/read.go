@@ -46,7 +46,7 @@ func (t *Txn) Get(ctx context.Context, key []byte) (value []byte, found bool, er
 		if err != nil {
 			return nil, false, err
 		}
-		return e.value, e.op == kv.OpPut, nil
+		return append([]byte(nil), e.value...), e.op == kv.OpPut, nil
 	}
 	ts, err := t.beginRead(ctx)
 	if err != nil {
@@ -69,7 +69,7 @@ func (t *Txn) BatchGet(ctx context.Context, keys [][]byte) ([]GetResult, error) 
 			return nil, err
 		}
 		if e, ok := t.bufferedEntry(k); ok && e.op != kv.OpLock {
-			out[i] = GetResult{Value: e.value, Found: e.op == kv.OpPut}
+			out[i] = GetResult{Value: append([]byte(nil), e.value...), Found: e.op == kv.OpPut}
 			continue
 		}
 		fromStore = append(fromStore, i)
