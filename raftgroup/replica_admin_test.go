@@ -13,7 +13,11 @@ import (
 )
 
 func TestCutOffReplicaCatchesUpBySnapshot(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *Config) {
+	forEachTransport(t, testCutOffReplicaCatchesUpBySnapshot)
+}
+
+func testCutOffReplicaCatchesUpBySnapshot(t *testing.T, transport string) {
+	c := newTestClusterOver(t, transport, 3, func(cfg *Config) {
 		cfg.LogKeepEntries = 5
 		cfg.LogTruncateThreshold = 10
 		cfg.SnapshotChunkBytes = 512 // several chunks
@@ -28,7 +32,7 @@ func TestCutOffReplicaCatchesUpBySnapshot(t *testing.T) {
 			rest = append(rest, id)
 		}
 	}
-	c.net.partition([]uint64{cut}, rest)
+	c.partition([]uint64{cut}, rest)
 	for i := 0; i < 60; i++ {
 		if _, err := c.put(ctx, 1, []byte(fmt.Sprintf("k%03d", i)), bytes.Repeat([]byte("v"), 100), rest...); err != nil {
 			t.Fatal(err)
@@ -39,7 +43,7 @@ func TestCutOffReplicaCatchesUpBySnapshot(t *testing.T) {
 	if first, _ := lr.storage.bounds(); first <= initialLogIndex+1 {
 		t.Fatalf("leader log not truncated: first index %d", first)
 	}
-	c.net.heal()
+	c.heal()
 	c.waitConverged(1, []uint64{1, 2, 3}, 10*time.Second)
 	if m := c.store(cut).Metrics(); m.SnapshotsApplied == 0 {
 		t.Fatalf("n%d caught up without a snapshot: %+v", cut, m)
@@ -128,7 +132,11 @@ func (c *testCluster) changeReplicas(ctx context.Context, rangeID uint64, add, r
 }
 
 func TestMembershipThreeToFiveToThreeUnderWrites(t *testing.T) {
-	c := newTestCluster(t, 5, func(cfg *Config) {
+	forEachTransport(t, testMembershipThreeToFiveToThreeUnderWrites)
+}
+
+func testMembershipThreeToFiveToThreeUnderWrites(t *testing.T, transport string) {
+	c := newTestClusterOver(t, transport, 5, func(cfg *Config) {
 		cfg.LogKeepEntries = 20
 		cfg.LogTruncateThreshold = 40
 	})
@@ -179,7 +187,11 @@ func TestMembershipThreeToFiveToThreeUnderWrites(t *testing.T) {
 }
 
 func TestSplitUnderConcurrentWrites(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
+	forEachTransport(t, testSplitUnderConcurrentWrites)
+}
+
+func testSplitUnderConcurrentWrites(t *testing.T, transport string) {
+	c := newTestClusterOver(t, transport, 3, nil)
 	c.bootstrap(testDescriptor(1, 1, 2, 3))
 	c.waitLeader(1, 2*time.Second)
 	ctx := testCtx(t, 60*time.Second)

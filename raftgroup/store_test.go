@@ -80,7 +80,11 @@ func TestFollowerAnswersNotLeaderWithHint(t *testing.T) {
 }
 
 func TestRestartedNodeRejoinsAndCatchesUp(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
+	forEachTransport(t, testRestartedNodeRejoinsAndCatchesUp)
+}
+
+func testRestartedNodeRejoinsAndCatchesUp(t *testing.T, transport string) {
+	c := newTestClusterOver(t, transport, 3, nil)
 	c.bootstrap(testDescriptor(1, 1, 2, 3))
 	c.waitLeader(1, 2*time.Second)
 	ctx := testCtx(t, 20*time.Second)
@@ -116,12 +120,12 @@ func TestRestartedNodeRejoinsAndCatchesUp(t *testing.T) {
 	c.waitConverged(1, []uint64{1, 2, 3}, 10*time.Second)
 }
 
-func testLeaderKill(t *testing.T, n int) {
+func testLeaderKill(t *testing.T, transport string, n int) {
 	nodes := make([]uint64, n)
 	for i := range nodes {
 		nodes[i] = uint64(i + 1)
 	}
-	c := newTestCluster(t, n, nil)
+	c := newTestClusterOver(t, transport, n, nil)
 	c.bootstrap(testDescriptor(1, nodes...))
 	old := c.waitLeader(1, 2*time.Second)
 	ctx := testCtx(t, 20*time.Second)
@@ -150,11 +154,20 @@ func testLeaderKill(t *testing.T, n int) {
 	c.waitConverged(1, nodes, 10*time.Second)
 }
 
-func TestLeaderKillThreeNodes(t *testing.T) { testLeaderKill(t, 3) }
-func TestLeaderKillFiveNodes(t *testing.T)  { testLeaderKill(t, 5) }
+func TestLeaderKillThreeNodes(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) { testLeaderKill(t, tr, 3) })
+}
+
+func TestLeaderKillFiveNodes(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr string) { testLeaderKill(t, tr, 5) })
+}
 
 func TestMinorityPartitionCannotCommit(t *testing.T) {
-	c := newTestCluster(t, 5, nil)
+	forEachTransport(t, testMinorityPartitionCannotCommit)
+}
+
+func testMinorityPartitionCannotCommit(t *testing.T, transport string) {
+	c := newTestClusterOver(t, transport, 5, nil)
 	c.bootstrap(testDescriptor(1, 1, 2, 3, 4, 5))
 	old := c.waitLeader(1, 2*time.Second)
 	ctx := testCtx(t, 30*time.Second)
@@ -170,7 +183,7 @@ func TestMinorityPartitionCannotCommit(t *testing.T) {
 			majority = append(majority, id)
 		}
 	}
-	c.net.partition(minority, majority)
+	c.partition(minority, majority)
 
 	// The minority side fails within a bounded wait, with a typed error.
 	start := time.Now()
@@ -197,7 +210,7 @@ func TestMinorityPartitionCannotCommit(t *testing.T) {
 	if err == nil {
 		t.Fatal("minority served a read while partitioned")
 	}
-	c.net.heal()
+	c.heal()
 	c.waitConverged(1, []uint64{1, 2, 3, 4, 5}, 10*time.Second)
 	v, found, err := c.get(ctx, 1, []byte("k10"))
 	if err != nil || !found || string(v) != "m" {

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quorumdb/quorumdb/kv"
@@ -134,7 +136,9 @@ func (t *testTransport) SendSnapshot(ctx context.Context, header *RaftMessage, d
 	return err
 }
 
-// testCluster runs n stores on on-disk engines over a testNet.
+// testCluster runs n stores on on-disk engines over a testNet, or, in
+// gRPC mode, over the real GRPCTransport on 127.0.0.1 with a shared
+// FaultInjector.
 type testCluster struct {
 	t      testing.TB
 	net    *testNet
@@ -144,7 +148,16 @@ type testCluster struct {
 	engs   map[uint64]*kv.Engine
 	tune   func(*Config)
 	mu     sync.Mutex
+
+	grpc    bool
+	faults  *FaultInjector
+	book    *transportTestAddrs
+	servers map[uint64]*grpc.Server
+	trans   map[uint64]*GRPCTransport
 }
+
+// testTransports are the transports every acceptance test runs over.
+var testTransports = []string{"testnet", "grpc"}
 
 const testTick = 10 * time.Millisecond
 
@@ -152,8 +165,13 @@ const testTick = 10 * time.Millisecond
 const testElectionTimeout = 10 * testTick
 
 func newTestCluster(t testing.TB, n int, tune func(*Config)) *testCluster {
+	return newTestClusterOver(t, "testnet", n, tune)
+}
+
+func newTestClusterOver(t testing.TB, transport string, n int, tune func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, net: newTestNet(), dirs: map[uint64]string{}, stores: map[uint64]*Store{}, engs: map[uint64]*kv.Engine{}, tune: tune}
+	c := &testCluster{t: t, net: newTestNet(), dirs: map[uint64]string{}, stores: map[uint64]*Store{}, engs: map[uint64]*kv.Engine{}, tune: tune,
+		grpc: transport == "grpc", faults: NewFaultInjector(11), book: &transportTestAddrs{}, servers: map[uint64]*grpc.Server{}, trans: map[uint64]*GRPCTransport{}}
 	c.clock.Store(kv.MakeTimestamp(uint64(time.Now().UnixMilli()), 0))
 	for id := uint64(1); id <= uint64(n); id++ {
 		c.dirs[id] = t.TempDir()
@@ -171,10 +189,21 @@ func (c *testCluster) startNode(id uint64) *Store {
 	if err != nil {
 		c.t.Fatalf("open engine n%d: %v", id, err)
 	}
+	var transport Transport = &testTransport{net: c.net, node: id}
+	var gt *GRPCTransport
+	if c.grpc {
+		gt = NewGRPCTransport(GRPCTransportConfig{
+			NodeID:     id,
+			Resolver:   c.book.resolve,
+			Faults:     c.faults,
+			MaxBackoff: 50 * time.Millisecond,
+		})
+		transport = gt
+	}
 	cfg := Config{
 		NodeID:         id,
 		Engine:         eng,
-		Transport:      &testTransport{net: c.net, node: id},
+		Transport:      transport,
 		Clock:          c.now,
 		TickInterval:   testTick,
 		ElectionTicks:  10,
@@ -189,12 +218,43 @@ func (c *testCluster) startNode(id uint64) *Store {
 	if err != nil {
 		c.t.Fatalf("new store n%d: %v", id, err)
 	}
+	if c.grpc {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		c.book.set(id, lis.Addr().String())
+		gt.SetHandler(s)
+		srv := grpc.NewServer(GRPCServerOptions()...)
+		gt.Register(srv)
+		go func() { _ = srv.Serve(lis) }()
+		c.mu.Lock()
+		c.servers[id], c.trans[id] = srv, gt
+		c.mu.Unlock()
+	}
 	c.mu.Lock()
 	c.stores[id], c.engs[id] = s, eng
 	c.mu.Unlock()
 	c.net.register(id, s)
 	s.Start()
 	return s
+}
+
+// partition splits the nodes into sides that cannot talk; heal ends it.
+func (c *testCluster) partition(sides ...[]uint64) {
+	if c.grpc {
+		c.faults.Partition(sides...)
+		return
+	}
+	c.net.partition(sides...)
+}
+
+func (c *testCluster) heal() {
+	if c.grpc {
+		c.faults.Heal()
+		return
+	}
+	c.net.heal()
 }
 
 // stopNode kills a node: it drops off the network, its store stops and its
@@ -204,9 +264,16 @@ func (c *testCluster) stopNode(id uint64) {
 	c.net.setDown(id, true)
 	c.mu.Lock()
 	s, eng := c.stores[id], c.engs[id]
+	srv, gt := c.servers[id], c.trans[id]
 	delete(c.stores, id)
 	delete(c.engs, id)
+	delete(c.servers, id)
+	delete(c.trans, id)
 	c.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+		_ = gt.Close()
+	}
 	if s != nil {
 		s.Stop()
 	}
@@ -441,4 +508,12 @@ func (c *testCluster) waitConverged(rangeID uint64, nodes []uint64, timeout time
 		}
 		return true
 	})
+}
+
+// forEachTransport runs an acceptance test over the in-process network and
+// over the real gRPC transport.
+func forEachTransport(t *testing.T, test func(t *testing.T, transport string)) {
+	for _, tr := range testTransports {
+		t.Run(tr, func(t *testing.T) { test(t, tr) })
+	}
 }
