@@ -721,3 +721,67 @@ func (c *transportBenchCounter) HandleRaftMessage(context.Context, *RaftMessage)
 func (c *transportBenchCounter) HandleSnapshot(context.Context, *RaftMessage, func() ([]byte, error)) error {
 	return errors.New("not for snapshots")
 }
+
+func TestTransportFrameDecodersRejectDamagedFrames(t *testing.T) {
+	var enc transportBatchEncoder
+	enc.reset(1, 2)
+	for i := uint64(1); i <= 3; i++ {
+		if err := enc.add(i, transportTestMsg(1, 2, i, i, raftpb.MessageType_MsgApp).Message); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch, err := transportDecodeBatch(enc.buf)
+	if err != nil || len(batch.messages) != 3 || batch.fromNode != 1 || batch.toNode != 2 || batch.messages[2].RangeID != 3 {
+		t.Fatalf("round trip: %+v, %v", batch, err)
+	}
+	header := transportTestMsg(1, 2, 9, 4, raftpb.MessageType_MsgSnap)
+	hf, err := transportEncodeSnapshotHeader(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every truncation either fails with a typed error or decodes a prefix
+	// of whole messages; none panics.
+	for n := 0; n < len(enc.buf); n++ {
+		b, err := transportDecodeBatch(enc.buf[:n])
+		var malformed *MalformedFrameError
+		if err != nil && !errors.As(err, &malformed) {
+			t.Fatalf("batch cut at %d: untyped error %v", n, err)
+		}
+		if err == nil && len(b.messages) > 3 {
+			t.Fatalf("batch cut at %d decoded %d messages", n, len(b.messages))
+		}
+	}
+	for n := 0; n < len(hf); n++ {
+		if _, err := transportDecodeSnapshotHeader(hf[:n]); err != nil && !errors.As(err, new(*MalformedFrameError)) {
+			t.Fatalf("header cut at %d: untyped error %v", n, err)
+		}
+	}
+	if _, _, err := transportDecodeSnapshotAck([]byte{grpcFrameSnapshotAck, 9}); !errors.As(err, new(*MalformedFrameError)) {
+		t.Fatalf("unknown ack status: %v", err)
+	}
+	if _, err := transportDecodeBatch(hf); !errors.As(err, new(*MalformedFrameError)) {
+		t.Fatalf("a header frame decoded as a batch: %v", err)
+	}
+}
+
+func FuzzTransportDecodeBatch(f *testing.F) {
+	var enc transportBatchEncoder
+	enc.reset(1, 2)
+	_ = enc.add(5, transportTestMsg(1, 2, 5, 1, raftpb.MessageType_MsgHeartbeat).Message)
+	f.Add([]byte(enc.buf))
+	f.Add([]byte{grpcFrameRaftBatch, 1, 2, 5, 200})
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		b, err := transportDecodeBatch(frame)
+		if err != nil {
+			if !errors.As(err, new(*MalformedFrameError)) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		for _, m := range b.messages {
+			if m.Message == nil {
+				t.Fatal("decoded a nil message")
+			}
+		}
+	})
+}
