@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -287,4 +288,38 @@ func BenchmarkKVClientExecute(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestKVClientCloseLeaksNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	exec := &kvsvcTestExecutor{ranges: map[uint64]func(context.Context, *kv.Request) (*kv.Response, error){
+		1: func(context.Context, *kv.Request) (*kv.Response, error) {
+			return &kv.Response{Rollback: &kv.RollbackResponse{}}, nil
+		},
+	}}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(GRPCServerOptions()...)
+	RegisterKVService(srv, exec)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(lis) }()
+	book := &transportTestAddrs{}
+	book.set(1, lis.Addr().String())
+	c := NewKVClient(KVClientConfig{Resolver: book.resolve})
+	ctx, cancel := context.WithTimeout(context.Background(), transportTestWait)
+	defer cancel()
+	if _, err := c.Execute(ctx, 1, 1, &kv.Request{Rollback: &kv.RollbackRequest{Keys: [][]byte{[]byte("k")}, StartTS: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Execute(ctx, 1, 1, &kv.Request{Rollback: &kv.RollbackRequest{Keys: [][]byte{[]byte("k")}, StartTS: 3}}); !errors.As(err, new(*NodeUnavailableError)) {
+		t.Fatalf("call after Close: %v, want NodeUnavailableError", err)
+	}
+	srv.Stop()
+	<-served
+	transportWaitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
