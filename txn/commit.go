@@ -232,8 +232,11 @@ func (t *Txn) commit2PC(ctx context.Context, startTS kv.Timestamp, muts []kv.Mut
 			return commitTS, nil // simulated crash after the commit point
 		}
 	}
-	if len(keys) > 1 {
-		secondaries := keys[1:]
+	secondaries := keys[1:]
+	if db.knobs.FilterSecondaries != nil {
+		secondaries = db.knobs.FilterSecondaries(t, secondaries)
+	}
+	if len(secondaries) > 0 {
 		db.goBackground(func(ctx context.Context) {
 			if err := db.resolveKeys(ctx, secondaries, startTS, commitTS); err != nil {
 				db.logger.Debug("commit of secondaries failed; readers will roll them forward",

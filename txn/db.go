@@ -66,6 +66,10 @@ type TestingKnobs struct {
 	// coordinator stop as if it had crashed: secondaries stay locked for
 	// readers to roll forward. Commit still returns nil (it did commit).
 	AfterPrimaryCommit func(t *Txn) error
+	// FilterSecondaries, when set, chooses which secondaries the coordinator
+	// commits after the commit point; returning a subset simulates a crash
+	// in the middle of secondary commit.
+	FilterSecondaries func(t *Txn, secondaries [][]byte) [][]byte
 	// BeforeValidation runs after commit_ts is taken, before validation.
 	BeforeValidation func(t *Txn)
 	// OnRetry is called by Run before each retry with the error that caused it.
