@@ -179,6 +179,9 @@ func (it *Iterator) fetch(ctx context.Context) error {
 // advance notes that key was consumed and grows the recorded span to it.
 func (it *Iterator) advance(key []byte) {
 	it.last = key
+	if it.t.readOnly {
+		return // nothing to validate
+	}
 	if it.reverse {
 		it.record(kv.Span{Key: key, EndKey: it.end})
 	} else {
