@@ -169,8 +169,13 @@ func (db *DB) Close() {
 // Sender returns the DB's range sender (GC and tools route through it).
 func (db *DB) Sender() RangeSender { return db.sender }
 
+// Clock returns the DB's timestamp source (tests build a second DB with
+// other knobs over the same sender and clock).
+func (db *DB) Clock() TimestampSource { return db.clock }
+
 // Begin starts a transaction. It costs nothing until the first read or the
-// commit: the start timestamp is taken lazily.
+// commit: the start timestamp is taken lazily. Every transaction must end
+// with Commit or Rollback (an open one holds back MinActiveStartTS).
 func (db *DB) Begin(ctx context.Context, opts TxnOptions) (*Txn, error) {
 	db.mu.Lock()
 	closed := db.closed
