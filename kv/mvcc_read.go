@@ -13,8 +13,9 @@ import (
 // lazily created iterator over all three families: a request touching many
 // keys pays for one iterator, and seeks in key order reuse its position.
 type mvccReader struct {
-	r  Reader
-	it *pebble.Iterator
+	r      Reader
+	it     *pebble.Iterator
+	keyBuf []byte // scratch for building pebble keys
 }
 
 func newMVCCReader(r Reader) *mvccReader { return &mvccReader{r: r} }
@@ -92,7 +93,11 @@ func (m *mvccReader) getRecord(userKey []byte, ts Timestamp) (*writeRecord, erro
 
 // readData returns a copy of the data version of userKey written at startTS.
 func (m *mvccReader) readData(userKey []byte, startTS Timestamp) ([]byte, error) {
-	v, err := m.getExact(versionedKey(dataFamily, userKey, startTS))
+	if need := 1 + 2*len(userKey) + 2 + timestampSize; cap(m.keyBuf) < need {
+		m.keyBuf = make([]byte, 0, need)
+	}
+	m.keyBuf = binary.BigEndian.AppendUint64(appendEscaped(append(m.keyBuf[:0], dataFamily), userKey), ^startTS)
+	v, err := m.getExact(m.keyBuf)
 	if err != nil {
 		return nil, err
 	}
@@ -165,9 +170,19 @@ func (m *mvccReader) history(userKey []byte, startTS Timestamp) (keyHistory, err
 // visibleAt positions it on the newest record of the key with the escaped
 // write-family prefix at or below readTS and walks down to the first put or
 // delete. It returns the data version's start_ts when the key is visible.
-func visibleAt(it *pebble.Iterator, prefix []byte, readTS Timestamp) (startTS Timestamp, found bool, err error) {
-	seek := binary.BigEndian.AppendUint64(append(make([]byte, 0, len(prefix)+timestampSize), prefix...), ^readTS)
-	for ok := it.SeekGE(seek); ok; ok = it.Next() {
+// atNewest says that it already sits on the key's newest record, which saves
+// the seek when that record is at or below readTS.
+func visibleAt(it *pebble.Iterator, prefix []byte, readTS Timestamp, atNewest bool) (startTS Timestamp, found bool, err error) {
+	ok := false
+	if atNewest && it.Valid() {
+		ts, isVersion := versionTS(it.Key(), prefix)
+		ok = isVersion && ts <= readTS
+	}
+	if !ok {
+		var seek [64]byte
+		ok = it.SeekGE(binary.BigEndian.AppendUint64(append(seek[:0], prefix...), ^readTS))
+	}
+	for ; ok; ok = it.Next() {
 		if _, isVersion := versionTS(it.Key(), prefix); !isVersion {
 			break
 		}
@@ -206,7 +221,7 @@ func (m *mvccReader) get(userKey []byte, readTS Timestamp) (*GetResponse, error)
 	if err != nil {
 		return nil, err
 	}
-	startTS, found, err := visibleAt(it, familyPrefixKey(writeFamily, userKey), readTS)
+	startTS, found, err := visibleAt(it, familyPrefixKey(writeFamily, userKey), readTS, false)
 	if err != nil || !found {
 		return &GetResponse{}, err
 	}
@@ -232,6 +247,8 @@ type keyWalker struct {
 	curWritePrefix  []byte // escaped write-family prefix of the current key (nil: no records)
 	curKey          []byte
 	withLocks       bool
+	prefixBufs      [2][]byte // curWritePrefix alternates between them
+	seekBuf         []byte
 }
 
 func newKeyWalker(r Reader, start, end []byte, reverse, withLocks bool) (*keyWalker, error) {
@@ -292,11 +309,7 @@ func (w *keyWalker) next() (ok bool, err error) {
 			}
 		}
 		if w.prevWritePrefix != nil {
-			if w.reverse {
-				w.writeOK = w.writeIt.SeekLT(w.prevWritePrefix)
-			} else {
-				w.writeOK = w.writeIt.SeekGE(PrefixEnd(w.prevWritePrefix))
-			}
+			w.writeOK = w.skipKey(w.prevWritePrefix)
 		}
 	}
 	w.prevHadLock, w.prevWritePrefix, w.curLock, w.curWritePrefix, w.curKey = false, nil, nil, nil, nil
@@ -345,10 +358,43 @@ func (w *keyWalker) next() (ok bool, err error) {
 	}
 	w.curKey = key
 	if useWrite {
-		w.curWritePrefix = append([]byte{writeFamily}, esc...)
-		w.prevWritePrefix = w.curWritePrefix
+		// The previous prefix is dead by now; reuse its buffer for the next
+		// key after this one.
+		buf := append(w.prefixBufs[0][:0], writeFamily)
+		buf = append(buf, esc...)
+		w.prefixBufs[0], w.prefixBufs[1] = w.prefixBufs[1], buf
+		w.curWritePrefix = buf
+		w.prevWritePrefix = buf
 	}
 	return true, nil
+}
+
+// skipKey moves the write iterator to the first record of the key after
+// (before, in reverse) the key with the given prefix. Going forward it steps
+// a few times first: keys usually have one or two versions, and a Next is
+// cheaper than a seek.
+func (w *keyWalker) skipKey(prefix []byte) bool {
+	it := w.writeIt
+	if w.reverse {
+		return it.SeekLT(prefix)
+	}
+	for i := 0; i < 4 && it.Valid(); i++ {
+		if !bytes.HasPrefix(it.Key(), prefix) {
+			if bytes.Compare(it.Key(), prefix) > 0 {
+				return true // already on the next key's newest record
+			}
+			break
+		}
+		if !it.Next() {
+			return it.Valid()
+		}
+	}
+	// Seek past every version: prefix ends with the escape terminator 0x00
+	// 0x01, and 0x00 0x02 sorts after all its versions and before any
+	// longer key.
+	w.seekBuf = append(w.seekBuf[:0], prefix...)
+	w.seekBuf[len(w.seekBuf)-1]++
+	return it.SeekGE(w.seekBuf)
 }
 
 // scan serves a ScanRequest whose span has been checked.
@@ -382,7 +428,7 @@ func (m *mvccReader) scan(req *ScanRequest) (*ScanResponse, error) {
 		if w.curWritePrefix == nil {
 			continue
 		}
-		startTS, found, err := visibleAt(w.writeIt, w.curWritePrefix, req.ReadTS)
+		startTS, found, err := visibleAt(w.writeIt, w.curWritePrefix, req.ReadTS, !req.Reverse)
 		if err != nil {
 			return nil, err
 		}
