@@ -72,6 +72,9 @@ func (c *Client) Register(ctx context.Context, info NodeInfo) (*NodeRegistration
 	if info.ID != 0 {
 		return nil, fmt.Errorf("cluster: register: node ID %d given, use RegisterWithID: %w", info.ID, ErrInvalidArgument)
 	}
+	if info.RPCAddr == "" {
+		return nil, fmt.Errorf("cluster: register: empty RPC address: %w", ErrInvalidArgument)
+	}
 	alloc, err := NewIDAllocator(c, IDKindNode, 1)
 	if err != nil {
 		return nil, err
