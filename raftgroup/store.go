@@ -33,8 +33,10 @@ type Config struct {
 	// ElectionTicks and HeartbeatTicks (defaults 10 and 1).
 	ElectionTicks  int
 	HeartbeatTicks int
-	// Workers drain the scheduler (default 2); each round of a worker
-	// persists the Ready of up to MaxRangesPerRound ranges with one fsync.
+	// Workers drain the scheduler (default 4: rounds are mostly waiting on
+	// fsync, and pebble merges the syncs of concurrent rounds); each round
+	// of a worker persists the Ready of up to MaxRangesPerRound ranges with
+	// one fsync.
 	Workers           int
 	MaxRangesPerRound int
 	// RequestTimeout bounds Execute and the administrative calls when the
@@ -100,7 +102,7 @@ func (c *Config) setDefaults() error {
 	}
 	def(&c.ElectionTicks, 10)
 	def(&c.HeartbeatTicks, 1)
-	def(&c.Workers, 2)
+	def(&c.Workers, 4)
 	def(&c.MaxRangesPerRound, 256)
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 5 * time.Second
