@@ -539,3 +539,16 @@ func TestGC(t *testing.T) {
 		t.Errorf("%d data versions left, want 2", data)
 	}
 }
+
+func TestHugeTTLNeverExpires(t *testing.T) {
+	h := newHarness(t)
+	start := MakeTimestamp(1000, 0)
+	_, err := h.eval(&Request{Prewrite: &PrewriteRequest{Mutations: []Mutation{put("p", "v")}, Primary: []byte("p"), StartTS: start, LockTTL: ^uint64(0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := h.mustEval(&Request{CheckTxnStatus: &CheckTxnStatusRequest{PrimaryKey: []byte("p"), StartTS: start, CurrentTS: ^uint64(0), RollbackIfExpired: true}})
+	if resp.CheckTxnStatus.Status != TxnPending {
+		t.Fatalf("a TTL that overflows must not wrap into an expired lock: %+v", resp.CheckTxnStatus)
+	}
+}

@@ -1,6 +1,9 @@
 package kv
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // The transactional commands. Each one first checks every key and collects
 // its writes in a writeSet; only when no key fails does Evaluate apply the
@@ -176,9 +179,14 @@ func rollback(m *mvccReader, ws *writeSet, req *RollbackRequest) error {
 	return nil
 }
 
-// lockExpired: the lock's TTL runs from the physical time of its start_ts.
+// lockExpired: the lock's TTL runs from the physical time of its start_ts. A
+// TTL too large to add never expires (no wrap-around).
 func lockExpired(l *mvccLock, now Timestamp) bool {
-	return PhysicalMillis(l.startTS)+l.ttl < PhysicalMillis(now)
+	start := PhysicalMillis(l.startTS)
+	if l.ttl > math.MaxUint64-start {
+		return false
+	}
+	return start+l.ttl < PhysicalMillis(now)
 }
 
 func checkTxnStatus(m *mvccReader, ws *writeSet, req *CheckTxnStatusRequest) (*CheckTxnStatusResponse, error) {
