@@ -50,6 +50,10 @@ type DBConfig struct {
 	// ResolveConcurrency bounds the goroutines that commit secondaries after
 	// the commit point (0: DefaultResolveConcurrency).
 	ResolveConcurrency int
+	// SafePoints, when set, is consulted by Begin for AS OF transactions:
+	// a snapshot at or below the GC safepoint fails with
+	// *SnapshotTooOldError instead of reading collected versions.
+	SafePoints SafepointSource
 	// Knobs are testing hooks (nil in production).
 	Knobs *TestingKnobs
 }
@@ -182,6 +186,15 @@ func (db *DB) Begin(ctx context.Context, opts TxnOptions) (*Txn, error) {
 	db.mu.Unlock()
 	if closed {
 		return nil, errors.New("txn: DB is closed")
+	}
+	if opts.AsOf != 0 && db.cfg.SafePoints != nil {
+		sp, err := db.cfg.SafePoints.GCSafePoint(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("txn: read GC safepoint for an AS OF snapshot: %w", err)
+		}
+		if opts.AsOf <= sp {
+			return nil, &SnapshotTooOldError{AsOf: opts.AsOf, SafePoint: sp}
+		}
 	}
 	t := &Txn{db: db, opts: opts, readOnly: opts.ReadOnly || opts.AsOf != 0}
 	if opts.AsOf != 0 {

@@ -98,6 +98,17 @@ type ReadOnlyTxnError struct{}
 
 func (e *ReadOnlyTxnError) Error() string { return "txn: cannot write in a read-only transaction" }
 
+// SnapshotTooOldError: an AS OF read asked for a timestamp at or below the
+// GC safepoint, whose versions may already be gone.
+type SnapshotTooOldError struct {
+	AsOf      kv.Timestamp
+	SafePoint kv.Timestamp
+}
+
+func (e *SnapshotTooOldError) Error() string {
+	return fmt.Sprintf("txn: snapshot at %d is too old: versions at or below the GC safepoint %d may be gone", e.AsOf, e.SafePoint)
+}
+
 // InvalidArgumentError: bad input from the caller (empty key, inverted span,
 // unknown savepoint, a key in the reserved 0xff 0xff space).
 type InvalidArgumentError struct {

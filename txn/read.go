@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 
 	"github.com/quorumdb/quorumdb/kv"
 )
@@ -81,20 +81,23 @@ func (t *Txn) BatchGet(ctx context.Context, keys [][]byte) ([]GetResult, error) 
 	if len(fromStore) == 0 {
 		return out, nil
 	}
-	sem := make(chan struct{}, maxBatchGetConcurrency)
-	var mu sync.Mutex
-	err = parallel(ctx, len(fromStore), func(ctx context.Context, j int) error {
-		sem <- struct{}{}
-		defer func() { <-sem }()
-		i := fromStore[j]
-		resp, err := t.db.storeGet(ctx, keys[i], ts)
-		if err != nil {
-			return err
+	// A bounded pool of workers pulls the keys: a large BatchGet must not
+	// start one goroutine per key.
+	var next atomic.Int64
+	workers := min(len(fromStore), maxBatchGetConcurrency)
+	err = parallel(ctx, workers, func(ctx context.Context, _ int) error {
+		for {
+			j := int(next.Add(1)) - 1
+			if j >= len(fromStore) {
+				return nil
+			}
+			i := fromStore[j]
+			resp, err := t.db.storeGet(ctx, keys[i], ts)
+			if err != nil {
+				return err
+			}
+			out[i] = GetResult{Value: resp.Value, Found: resp.Found}
 		}
-		mu.Lock()
-		out[i] = GetResult{Value: resp.Value, Found: resp.Found}
-		mu.Unlock()
-		return nil
 	})
 	if err != nil {
 		return nil, err

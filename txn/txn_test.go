@@ -441,3 +441,45 @@ func TestGCAfterUpdates(t *testing.T) {
 		t.Fatalf("x after gc = %q", v)
 	}
 }
+
+type fixedSafePoint kv.Timestamp
+
+func (f fixedSafePoint) GCSafePoint(context.Context) (kv.Timestamp, error) {
+	return kv.Timestamp(f), nil
+}
+
+func TestAsOfBelowSafePointRefused(t *testing.T) {
+	db, _ := newTestDB(t, DBConfig{SafePoints: fixedSafePoint(1000)})
+	var old *SnapshotTooOldError
+	if _, err := db.Begin(context.Background(), TxnOptions{AsOf: 999}); !errors.As(err, &old) {
+		t.Fatalf("AS OF below the safepoint: %v", err)
+	}
+	if _, err := db.Begin(context.Background(), TxnOptions{AsOf: 1001}); err != nil {
+		t.Fatalf("AS OF above the safepoint: %v", err)
+	}
+}
+
+func TestBatchGetManyKeys(t *testing.T) {
+	db, _ := newTestDB(t, DBConfig{}, "k050")
+	ctx := context.Background()
+	var kvs []string
+	for i := 0; i < 100; i += 2 {
+		kvs = append(kvs, fmt.Sprintf("k%03d", i), fmt.Sprint(i))
+	}
+	mustPut(t, db, kvs...)
+	tx, _ := db.Begin(ctx, TxnOptions{})
+	var keys [][]byte
+	for i := 99; i >= 0; i-- {
+		keys = append(keys, []byte(fmt.Sprintf("k%03d", i)))
+	}
+	res, err := tx.BatchGet(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j, r := range res {
+		i := 99 - j
+		if r.Found != (i%2 == 0) || (r.Found && string(r.Value) != fmt.Sprint(i)) {
+			t.Fatalf("key k%03d: %+v", i, r)
+		}
+	}
+}
