@@ -21,6 +21,8 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(newProxyCommand())
+	root.AddCommand(newStartCommand())
+	root.AddCommand(newDemoCommand())
 	return root
 }
 

@@ -233,7 +233,17 @@ func TestProxyLeastConnections(t *testing.T) {
 	if heldOn == "" {
 		t.Fatalf("no backend counts the held connection: %+v", p.Status())
 	}
+	onlyHeld := func() bool {
+		var sum int64
+		for _, s := range p.Status() {
+			sum += s.ActiveConns
+		}
+		return sum == 1
+	}
 	for i := 0; i < 4; i++ {
+		// The previous probe's connection is released asynchronously once
+		// its sockets close: wait until only the held one counts.
+		waitFor(t, "probe connections released", 5*time.Second, onlyHeld)
 		name, err := whichBackend(ctx, p.Addr().String())
 		if err != nil {
 			t.Fatal(err)
