@@ -19,7 +19,7 @@ import (
 
 const anomalyTimeout = 30 * time.Second
 
-func putAll(t *testing.T, db *txn.DB, kvs ...string) {
+func putAll(t testing.TB, db *txn.DB, kvs ...string) {
 	t.Helper()
 	err := db.Run(context.Background(), txn.TxnOptions{}, func(ctx context.Context, tx *txn.Txn) error {
 		for i := 0; i+1 < len(kvs); i += 2 {
