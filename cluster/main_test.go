@@ -11,6 +11,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // testEtcd is the one embedded etcd member shared by this package's tests;
@@ -153,4 +157,10 @@ func (p *tcpProxy) cut() {
 // etcdHostPort strips the scheme from an endpoint URL.
 func etcdHostPort(endpoint string) string {
 	return strings.TrimPrefix(strings.TrimPrefix(endpoint, "http://"), "https://")
+}
+
+func withPrefix() clientv3.OpOption { return clientv3.WithPrefix() }
+
+func grpcInsecure() grpc.DialOption {
+	return grpc.WithTransportCredentials(insecure.NewCredentials())
 }
