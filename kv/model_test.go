@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 var (
@@ -863,9 +865,11 @@ func (w *workload) next() (string, *Request) {
 
 // TestModel drives random interleaved transactional operations against the
 // engine and the reference model and compares every answer and, every few
-// hundred operations, the whole MVCC state. A second engine applies the same
-// requests after a trip through the wire codec; its state checksum must match
-// (replicas stay identical). Explore with -seed=N -ops=N.
+// hundred operations, the whole MVCC state. A second engine, the replica,
+// applies the same requests after a trip through the wire codec, several
+// commands per batch as the Raft layer applies them (each must see the
+// writes of the ones before it); its answers and its state checksum must
+// match. Explore with -seed=N -ops=N.
 func TestModel(t *testing.T) {
 	seed := *modelSeed
 	w := &workload{
@@ -877,7 +881,7 @@ func TestModel(t *testing.T) {
 		errs: map[string]int{},
 	}
 	engine := newHarness(t)
-	replica := newHarness(t)
+	replica := &batchedReplica{t: t, e: openTestEngine(t), desc: testRange()}
 	model := newRefModel()
 	w.model = model
 	var history []string
@@ -898,7 +902,7 @@ func TestModel(t *testing.T) {
 		if err != nil {
 			fail("codec: %v", err)
 		}
-		repResp, repErr := replica.eval(decoded)
+		repResp, repErr := replica.eval(decoded, w.rng.IntN(4) == 0)
 
 		w.ops[name]++
 		if wantErr != nil {
@@ -914,6 +918,7 @@ func TestModel(t *testing.T) {
 			fail("replica answered differently: %v %+v", repErr, describeResp(repResp))
 		}
 		if i%250 == 249 || i == *modelOps-1 {
+			replica.flush()
 			if got := dumpEngine(t, engine.e.DB()); got.String() != model.String() {
 				fail("state differs:\nengine:\n%v", got)
 			}
@@ -943,6 +948,47 @@ func TestModel(t *testing.T) {
 	}
 	t.Logf("seed %d: ops %v", seed, w.ops)
 	t.Logf("errors %v; overlapped rollbacks %d", w.errs, model.overlaps)
+}
+
+// batchedReplica evaluates several requests into one indexed batch before
+// committing it, like a Raft apply loop.
+type batchedReplica struct {
+	t     testing.TB
+	e     *Engine
+	desc  *RangeDescriptor
+	batch *pebble.Batch
+}
+
+func (r *batchedReplica) eval(req *Request, commitAfter bool) (*Response, error) {
+	r.t.Helper()
+	if r.batch == nil {
+		r.batch = r.e.NewBatch()
+	}
+	before := r.batch.Count()
+	resp, err := Evaluate(r.batch, r.desc, req)
+	if err != nil {
+		if !IsRequestError(err) {
+			r.t.Fatalf("replica storage failure: %v", err)
+		}
+		if r.batch.Count() != before {
+			r.t.Fatalf("request error %v wrote into the shared batch", err)
+		}
+	}
+	if commitAfter {
+		r.flush()
+	}
+	return resp, err
+}
+
+func (r *batchedReplica) flush() {
+	if r.batch == nil {
+		return
+	}
+	if err := r.e.Commit(r.batch, false); err != nil {
+		r.t.Fatal(err)
+	}
+	_ = r.batch.Close()
+	r.batch = nil
 }
 
 func describe(req *Request) string {
