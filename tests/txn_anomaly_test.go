@@ -290,8 +290,14 @@ var errInsufficientFunds = errors.New("insufficient funds")
 // coordinators at once. Exactly one succeeds.
 func TestTxnTwoWithdrawalsFrom15EUR(t *testing.T) {
 	s := newLocalKV(t, "withdrawal/")
-	dbs := s.coordinators(t, 2, anomalyCfg)
-	putAll(t, dbs[0], "acct/alice", "15")
+	runTwoWithdrawals(t, s.coordinators(t, 2, anomalyCfg), "")
+}
+
+// runTwoWithdrawals is the body of the withdrawal test over two
+// coordinators, on keys under prefix.
+func runTwoWithdrawals(t *testing.T, dbs []*txn.DB, prefix string) {
+	account := prefix + "acct/alice"
+	putAll(t, dbs[0], account, "15")
 	b := newBarrier(2)
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -303,7 +309,7 @@ func TestTxnTwoWithdrawalsFrom15EUR(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), anomalyTimeout)
 			defer cancel()
 			errs[i] = dbs[i].Run(ctx, txn.TxnOptions{}, func(ctx context.Context, tx *txn.Txn) error {
-				bal, err := getInt(ctx, tx, "acct/alice")
+				bal, err := getInt(ctx, tx, account)
 				if err != nil {
 					return err
 				}
@@ -316,10 +322,10 @@ func TestTxnTwoWithdrawalsFrom15EUR(t *testing.T) {
 				if bal < 10 {
 					return errInsufficientFunds
 				}
-				if err := tx.Put(ctx, []byte("acct/alice"), []byte(strconv.Itoa(bal-10))); err != nil {
+				if err := tx.Put(ctx, []byte(account), []byte(strconv.Itoa(bal-10))); err != nil {
 					return err
 				}
-				return tx.Put(ctx, []byte(fmt.Sprintf("withdrawal/%d", i)), []byte("10"))
+				return tx.Put(ctx, []byte(fmt.Sprintf("%swithdrawal/%d", prefix, i)), []byte("10"))
 			})
 		}()
 	}
@@ -337,11 +343,11 @@ func TestTxnTwoWithdrawalsFrom15EUR(t *testing.T) {
 	if succeeded != 1 {
 		t.Fatalf("%d withdrawals succeeded, want exactly 1", succeeded)
 	}
-	if v, _ := getCommitted(t, dbs[0], "acct/alice"); v != "5" {
+	if v, _ := getCommitted(t, dbs[0], account); v != "5" {
 		t.Fatalf("balance %s, want 5", v)
 	}
 	tx, _ := dbs[1].Begin(context.Background(), txn.TxnOptions{ReadOnly: true})
-	rows, err := tx.Scan(context.Background(), []byte("withdrawal/"), []byte("withdrawal0"), 0, false)
+	rows, err := tx.Scan(context.Background(), []byte(prefix+"withdrawal/"), []byte(prefix+"withdrawal0"), 0, false)
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("withdrawal rows: %d, %v", len(rows), err)
 	}

@@ -24,13 +24,19 @@ var txnSeed = flag.Uint64("txn.seed", 1, "seed of the randomized transaction tes
 func TestTxnRandomHistoryIsSerializable(t *testing.T) {
 	s := newLocalKV(t, "k03", "k06", "k09")
 	dbs := s.coordinators(t, 3, txn.DBConfig{ValidationWait: 50 * time.Millisecond})
+	runRandomHistory(t, dbs, "")
+}
+
+// runRandomHistory is the body of the random-history test over coordinators
+// dbs, on keys prefix+"k00" … prefix+"k11" (absent at the start).
+func runRandomHistory(t *testing.T, dbs []*txn.DB, prefix string) {
 	const (
 		workers      = 8
 		txnsPerWork  = 60
 		keys         = 12
 		maxOpsPerTxn = 6
 	)
-	key := func(i int) string { return fmt.Sprintf("k%02d", i) }
+	key := func(i int) string { return fmt.Sprintf("%sk%02d", prefix, i) }
 	var (
 		mu        sync.Mutex
 		history   []TxnRecord
@@ -136,13 +142,22 @@ func TestTxnBankTransfers(t *testing.T) {
 	// (which it logs), and it also runs under the race detector.
 	dbs := s.coordinators(t, 3, txn.DBConfig{ValidationWait: 50 * time.Millisecond, MaxRetries: 100,
 		Knobs: &txn.TestingKnobs{OnRetry: func(int, error) { retries.Add(1) }}})
+	runBank(t, dbs, "", &retries)
+}
+
+// runBank is the body of the bank test over coordinators dbs, on keys
+// prefix+"acct/…" and prefix+"ledger/…"; retries counts Run's retries if the
+// coordinators report them there.
+func runBank(t *testing.T, dbs []*txn.DB, prefix string, retries *atomic.Int64) {
 	const (
 		accounts  = 9
 		initial   = 100
 		clients   = 8
 		transfers = 25
 	)
-	acct := func(i int) string { return fmt.Sprintf("acct/%02d", i) }
+	acct := func(i int) string { return fmt.Sprintf("%sacct/%02d", prefix, i) }
+	acctStart, acctEnd := []byte(prefix+"acct/"), []byte(prefix+"acct0")
+	ledgerStart, ledgerEnd := []byte(prefix+"ledger/"), []byte(prefix+"ledger0")
 	var setup []string
 	for i := 0; i < accounts; i++ {
 		setup = append(setup, acct(i), strconv.Itoa(initial))
@@ -167,8 +182,8 @@ func TestTxnBankTransfers(t *testing.T) {
 				return
 			default:
 			}
-			tx, _ := dbs[audits%3].Begin(ctx, txn.TxnOptions{ReadOnly: true})
-			rows, err := tx.Scan(ctx, []byte("acct/"), []byte("acct0"), 0, false)
+			tx, _ := dbs[audits%len(dbs)].Begin(ctx, txn.TxnOptions{ReadOnly: true})
+			rows, err := tx.Scan(ctx, acctStart, acctEnd, 0, false)
 			if err != nil {
 				auditDone <- err
 				return
@@ -197,7 +212,7 @@ func TestTxnBankTransfers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(*txnSeed, uint64(100+c)))
-			db := dbs[c%3]
+			db := dbs[c%len(dbs)]
 			for n := 0; n < transfers; n++ {
 				from, to := rng.IntN(accounts), rng.IntN(accounts-1)
 				if to >= from {
@@ -222,7 +237,7 @@ func TestTxnBankTransfers(t *testing.T) {
 					if err := tx.Put(ctx, []byte(acct(to)), []byte(strconv.Itoa(b+amount))); err != nil {
 						return err
 					}
-					return tx.Put(ctx, []byte(fmt.Sprintf("ledger/%02d-%03d", c, n)), []byte(fmt.Sprintf("%d,%d,%d", from, to, amount)))
+					return tx.Put(ctx, []byte(fmt.Sprintf("%sledger/%02d-%03d", prefix, c, n)), []byte(fmt.Sprintf("%d,%d,%d", from, to, amount)))
 				})
 				if err != nil {
 					t.Errorf("transfer: %v", err)
@@ -239,7 +254,7 @@ func TestTxnBankTransfers(t *testing.T) {
 	}
 	// Replay the ledger.
 	tx, _ := dbs[0].Begin(ctx, txn.TxnOptions{ReadOnly: true})
-	ledger, err := tx.Scan(ctx, []byte("ledger/"), []byte("ledger0"), 0, false)
+	ledger, err := tx.Scan(ctx, ledgerStart, ledgerEnd, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +270,7 @@ func TestTxnBankTransfers(t *testing.T) {
 		bal[from] -= amount
 		bal[to] += amount
 	}
-	rows, err := tx.Scan(ctx, []byte("acct/"), []byte("acct0"), 0, false)
+	rows, err := tx.Scan(ctx, acctStart, acctEnd, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
