@@ -37,11 +37,14 @@ func rangesToSpans(ctx *gms.Context, prefix []byte, colTypes []gms.Type, ranges 
 // rangeToSpan converts one range (one column expression per leading index
 // column). ok is false for a provably empty range.
 func rangeToSpan(ctx *gms.Context, prefix []byte, colTypes []gms.Type, r gms.MySQLRange) (span kv.Span, ok bool, exact bool, err error) {
+	exact = true
 	if len(r) > len(colTypes) {
-		return kv.Span{}, false, false, fmt.Errorf("qsql: range over %d columns on an index of %d", len(r), len(colTypes))
+		// A range over the extended index (implicit primary key columns
+		// appended): narrow on the declared columns only.
+		r = r[:len(colTypes)]
+		exact = false
 	}
 	key := append([]byte(nil), prefix...)
-	exact = true
 	for i, ce := range r {
 		typ := colTypes[i]
 		lo, hi := ce.LowerBound, ce.UpperBound
