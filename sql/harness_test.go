@@ -123,14 +123,23 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func newTestDB(t testing.TB) (*txn.DB, *memStore) {
 	st := newMemStore(t, "t")
+	return newDBOn(t, st, nil), st
+}
+
+// newDBOn returns another coordinator (another "node") over the same store,
+// sharing its clock so timestamps stay unique.
+func newDBOn(t testing.TB, st *memStore, clock txn.TimestampSource) *txn.DB {
+	if clock == nil {
+		clock = txn.NewLocalClock(0)
+	}
 	db := txn.NewDB(txn.DBConfig{
 		Sender:          txn.NewLocalStoreSender(txn.LocalStoreSenderConfig{Store: st, Directory: st, Logger: quietLogger()}),
-		Clock:           txn.NewLocalClock(0),
+		Clock:           clock,
 		Logger:          quietLogger(),
 		LockWaitTimeout: 2 * time.Second,
 	})
 	t.Cleanup(db.Close)
-	return db, st
+	return db
 }
 
 func newTestCluster(t testing.TB, mutate ...func(*Config)) *testCluster {

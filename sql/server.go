@@ -52,6 +52,9 @@ type Config struct {
 type TestingKnobs struct {
 	// OnStatementRetry is called before an autocommit statement is re-run.
 	OnStatementRetry func(connID uint32, attempt int, cause error)
+	// BeforeCommit is called before a session commits a KV transaction
+	// that was begun.
+	BeforeCommit func(connID uint32)
 }
 
 type serverMetrics struct {

@@ -255,6 +255,9 @@ func (t *Transaction) finish(ctx context.Context, commit bool) error {
 		return nil
 	}
 	if commit {
+		if hook := t.sess.srv.cfg.Knobs.BeforeCommit; hook != nil {
+			hook(t.sess.ID())
+		}
 		if err := t.kvt.Commit(ctx); err != nil {
 			if rbErr := t.kvt.Rollback(ctx); rbErr != nil {
 				t.sess.srv.log.Debug("rollback after failed commit", "err", rbErr)

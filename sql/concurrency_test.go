@@ -1,0 +1,171 @@
+package qsql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/quorumdb/quorumdb/txn"
+)
+
+// twoNodes starts two SQL servers, each with its own transaction
+// coordinator, over one store and one clock: two nodes of a cluster.
+func twoNodes(t *testing.T) (*Server, *Server) {
+	t.Helper()
+	st := newMemStore(t, "t")
+	clock := txn.NewLocalClock(0)
+	a := startServer(t, newDBOn(t, st, clock), func(c *Config) { c.NodeID = 1 })
+	b := startServer(t, newDBOn(t, st, clock), func(c *Config) { c.NodeID = 2 })
+	return a, b
+}
+
+// TestConcurrentWithdrawals: two 10 EUR withdrawals from a 15 EUR account
+// through two nodes must never both succeed.
+func TestConcurrentWithdrawals(t *testing.T) {
+	a, b := twoNodes(t)
+	setup := connect(t, a, "")
+	mustExec(t, setup, "CREATE DATABASE bank", "USE bank", "CREATE TABLE acct (id INT PRIMARY KEY, bal INT NOT NULL)")
+	da, db := connect(t, a, "bank"), connect(t, b, "bank")
+	for round := 0; round < 20; round++ {
+		mustExec(t, setup, "REPLACE INTO acct VALUES (1, 15)")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		succeeded := 0
+		for _, d := range []*sql.DB{da, db} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := d.ExecContext(context.Background(), "UPDATE acct SET bal = bal - 10 WHERE id = 1 AND bal >= 10")
+				if err != nil {
+					t.Errorf("round %d: %v", round, err)
+					return
+				}
+				n, _ := res.RowsAffected()
+				mu.Lock()
+				succeeded += int(n)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		got := queryStrings(t, setup, "SELECT bal FROM acct WHERE id = 1")
+		if succeeded != 1 || fmt.Sprint(got) != "[[5]]" {
+			t.Fatalf("round %d: %d withdrawals succeeded, balance %v", round, succeeded, got)
+		}
+	}
+}
+
+// TestExplicitTxnConflictGets1213: read-modify-write in explicit
+// transactions on two nodes: one commits, the other gets 1213.
+func TestExplicitTxnConflictGets1213(t *testing.T) {
+	a, b := twoNodes(t)
+	setup := connect(t, a, "")
+	mustExec(t, setup, "CREATE DATABASE bank", "USE bank", "CREATE TABLE acct (id INT PRIMARY KEY, bal INT NOT NULL)", "INSERT INTO acct VALUES (1, 15)")
+	ctx := context.Background()
+	ca, err := connect(t, a, "bank").Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	cb, err := connect(t, b, "bank").Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	xa, xb := conn2exec{ctx, ca}, conn2exec{ctx, cb}
+	mustExec(t, xa, "BEGIN")
+	mustExec(t, xb, "BEGIN")
+	if got := fmt.Sprint(queryStrings(t, xa, "SELECT bal FROM acct WHERE id = 1")); got != "[[15]]" {
+		t.Fatal(got)
+	}
+	if got := fmt.Sprint(queryStrings(t, xb, "SELECT bal FROM acct WHERE id = 1")); got != "[[15]]" {
+		t.Fatal(got)
+	}
+	mustExec(t, xa, "UPDATE acct SET bal = 5 WHERE id = 1")
+	mustExec(t, xb, "UPDATE acct SET bal = 5 WHERE id = 1")
+	errA := execErr(xa, "COMMIT")
+	errB := execErr(xb, "COMMIT")
+	codes := []uint16{mysqlCode(errA), mysqlCode(errB)}
+	if !((codes[0] == 0 && codes[1] == 1213) || (codes[0] == 1213 && codes[1] == 0)) {
+		t.Fatalf("commit results %v / %v: want exactly one 1213", errA, errB)
+	}
+	// The failed session is usable again.
+	mustExec(t, xa, "SELECT 1")
+	mustExec(t, xb, "SELECT 1")
+}
+
+func execErr(e conn2exec, q string) error {
+	_, err := e.Exec(q)
+	return err
+}
+
+// TestForeignKeyRace: a delete of a parent on one node and an insert of a
+// child on another never both commit.
+func TestForeignKeyRace(t *testing.T) {
+	a, b := twoNodes(t)
+	setup := connect(t, a, "")
+	mustExec(t, setup, "CREATE DATABASE f", "USE f",
+		"CREATE TABLE customers (id INT PRIMARY KEY)",
+		"CREATE TABLE orders (id INT PRIMARY KEY, cid INT NOT NULL, FOREIGN KEY (cid) REFERENCES customers(id))")
+	da, db := connect(t, a, "f"), connect(t, b, "f")
+	for round := 0; round < 25; round++ {
+		mustExec(t, setup, fmt.Sprintf("INSERT INTO customers VALUES (%d)", round))
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, _ = da.Exec(fmt.Sprintf("DELETE FROM customers WHERE id = %d", round))
+		}()
+		go func() {
+			defer wg.Done()
+			_, _ = db.Exec(fmt.Sprintf("INSERT INTO orders VALUES (%d, %d)", round, round))
+		}()
+		wg.Wait()
+	}
+	orphans := queryStrings(t, setup, "SELECT o.id FROM orders o LEFT JOIN customers c ON o.cid = c.id WHERE c.id IS NULL")
+	if len(orphans) != 0 {
+		t.Fatalf("orphan orders: %v", orphans)
+	}
+}
+
+// TestAutocommitRetry: an autocommit statement whose commit fails because
+// another transaction wrote what it read is re-run by the server, and the
+// client only sees success.
+func TestAutocommitRetry(t *testing.T) {
+	var armed atomic.Bool
+	var other *sql.DB
+	var srv *Server
+	srv = startServer(t, newDBOn(t, newMemStore(t, "t"), nil), func(c *Config) {
+		c.Knobs.BeforeCommit = func(uint32) {
+			if !armed.CompareAndSwap(true, false) {
+				return
+			}
+			// A concurrent writer commits to the row the statement read.
+			if _, err := other.Exec("UPDATE acct SET bal = bal + 100 WHERE id = 1"); err != nil {
+				t.Errorf("concurrent update: %v", err)
+			}
+		}
+	})
+	setup := connect(t, srv, "")
+	mustExec(t, setup, "CREATE DATABASE bank", "USE bank", "CREATE TABLE acct (id INT PRIMARY KEY, bal INT NOT NULL)", "INSERT INTO acct VALUES (1, 15)")
+	other = connect(t, srv, "bank")
+	mustExec(t, other, "SELECT 1")
+	c := connect(t, srv, "bank")
+	mustExec(t, c, "SELECT 1")
+	armed.Store(true)
+	res, err := c.Exec("UPDATE acct SET bal = bal - 10 WHERE id = 1")
+	if err != nil {
+		t.Fatalf("autocommit update: %v", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("rows affected %d", n)
+	}
+	if got := fmt.Sprint(queryStrings(t, setup, "SELECT bal FROM acct")); got != "[[105]]" {
+		t.Fatalf("balance %s, want 105 (15 + 100 - 10)", got)
+	}
+	if srv.StatementRetries() != 1 {
+		t.Fatalf("statement retries %d, want 1", srv.StatementRetries())
+	}
+}
