@@ -23,6 +23,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newProxyCommand())
 	root.AddCommand(newStartCommand())
 	root.AddCommand(newDemoCommand())
+	root.AddCommand(newEtcdCommand())
 	return root
 }
 
