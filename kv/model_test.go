@@ -625,7 +625,8 @@ type workload struct {
 	txns  []*modelTxn
 	desc  *RangeDescriptor
 	model *refModel
-	queue []queuedOp // scripted follow-ups, served before random operations
+	queue []queuedOp  // scripted follow-ups, served before random operations
+	used  []Timestamp // recent start and commit timestamps
 	ops   map[string]int
 	errs  map[string]int
 	order []string
@@ -672,7 +673,12 @@ func (w *workload) spans() []Span {
 	return out
 }
 
+// pastTS picks a read timestamp, a validation bound or a safepoint: often
+// exactly a timestamp some record or lock carries, to hit the boundaries.
 func (w *workload) pastTS() Timestamp {
+	if len(w.used) > 0 && w.rng.IntN(3) == 0 {
+		return w.used[w.rng.IntN(len(w.used))]
+	}
 	if w.now < 10 || w.rng.IntN(3) == 0 {
 		return w.now + Timestamp(w.rng.IntN(3))
 	}
@@ -794,7 +800,27 @@ func (w *workload) collide() {
 	}
 }
 
+func (w *workload) remember(ts Timestamp) {
+	w.used = append(w.used, ts)
+	if len(w.used) > 32 {
+		w.used = w.used[1:]
+	}
+}
+
 func (w *workload) next() (string, *Request) {
+	name, req := w.generate()
+	switch {
+	case req.Prewrite != nil:
+		w.remember(req.Prewrite.StartTS)
+	case req.Commit != nil:
+		w.remember(req.Commit.CommitTS)
+	case req.OnePhaseCommit != nil:
+		w.remember(req.OnePhaseCommit.CommitTS)
+	}
+	return name, req
+}
+
+func (w *workload) generate() (string, *Request) {
 	if len(w.queue) > 0 && w.rng.IntN(2) == 0 {
 		op := w.queue[0]
 		w.queue = w.queue[1:]
@@ -822,8 +848,12 @@ func (w *workload) next() (string, *Request) {
 		t := w.pickTxn()
 		return "rollback", &Request{Rollback: &RollbackRequest{Keys: w.txnKeys(t), StartTS: t.startTS}}
 	case r < 41:
-		t := w.pickTxn()
+		t := w.pickLockedTxn()
 		cur := w.now + Timestamp(w.rng.IntN(1000))<<TimestampLogicalBits
+		if l, ok := w.model.locks[string(t.primary)]; ok && l.startTS == t.startTS && w.rng.IntN(2) == 0 {
+			// Right at the expiry boundary.
+			cur = MakeTimestamp(PhysicalMillis(t.startTS)+l.ttl+uint64(w.rng.IntN(2)), uint64(w.rng.IntN(5)))
+		}
 		return "check-txn-status", &Request{CheckTxnStatus: &CheckTxnStatusRequest{PrimaryKey: t.primary, StartTS: t.startTS, CurrentTS: cur, RollbackIfExpired: w.rng.IntN(3) != 0}}
 	case r < 46:
 		t := w.pickLockedTxn()
@@ -833,7 +863,7 @@ func (w *workload) next() (string, *Request) {
 		}
 		return "resolve", &Request{ResolveLock: &ResolveLockRequest{Keys: w.txnKeys(t), StartTS: t.startTS, CommitTS: commitTS}}
 	case r < 49:
-		t := w.pickTxn()
+		t := w.pickLockedTxn()
 		return "heartbeat", &Request{TxnHeartbeat: &TxnHeartbeatRequest{PrimaryKey: t.primary, StartTS: t.startTS, NewTTL: uint64(w.rng.IntN(2000))}}
 	case r < 60:
 		t := w.pickTxn()
