@@ -15,9 +15,10 @@ import (
 // The first voter's node campaigns at once so the range gets a leader
 // without waiting for an election timeout.
 func (s *Store) BootstrapRange(ctx context.Context, desc *kv.RangeDescriptor) error {
-	if s.stopped.Load() {
+	if !s.enter() {
 		return ErrStoreStopped
 	}
+	defer s.exit()
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -27,9 +27,10 @@ import (
 // runs at a time per range (raft refuses a second pending one, reported as
 // *kv.ProposalDroppedError). It returns the final descriptor.
 func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, add, remove []kv.ReplicaDescriptor) (*kv.RangeDescriptor, error) {
-	if s.stopped.Load() {
+	if !s.enter() {
 		return nil, ErrStoreStopped
 	}
+	defer s.exit()
 	r := s.replica(rangeID)
 	if r == nil {
 		return nil, &kv.RangeNotFoundError{RangeID: rangeID}
@@ -41,6 +42,8 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, add, remove 
 		ctx, cancel = context.WithTimeout(ctx, 6*s.cfg.RequestTimeout)
 		defer cancel()
 	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
 	if err := r.waitLeadership(ctx); err != nil {
 		return nil, err
 	}
@@ -217,6 +220,10 @@ func (r *Replica) waitCaughtUp(ctx context.Context, replicaID uint64) error {
 // hand leadership to the replica on targetNode, and waits until this
 // replica is no longer the leader.
 func (s *Store) TransferLeadership(ctx context.Context, rangeID, targetNode uint64) error {
+	if !s.enter() {
+		return ErrStoreStopped
+	}
+	defer s.exit()
 	r := s.replica(rangeID)
 	if r == nil {
 		return &kv.RangeNotFoundError{RangeID: rangeID}

@@ -17,9 +17,10 @@ import (
 // *kv.NotLeaderError). It returns the left and right descriptors once the
 // split applied here; the right range then campaigns from this node.
 func (s *Store) SplitRange(ctx context.Context, rangeID uint64, splitKey []byte, newRangeID uint64) (left, right *kv.RangeDescriptor, err error) {
-	if s.stopped.Load() {
+	if !s.enter() {
 		return nil, nil, ErrStoreStopped
 	}
+	defer s.exit()
 	r := s.replica(rangeID)
 	if r == nil {
 		return nil, nil, &kv.RangeNotFoundError{RangeID: rangeID}

@@ -52,9 +52,10 @@ func (p *proposal) finish(resp *kv.Response, err error) {
 // wait ran out (ctx deadline, or the store's RequestTimeout when ctx has
 // none): for a write that outcome is ambiguous, the command may still apply.
 func (s *Store) Execute(ctx context.Context, rangeID uint64, req *kv.Request) (*kv.Response, error) {
-	if s.stopped.Load() {
+	if !s.enter() {
 		return nil, ErrStoreStopped
 	}
+	defer s.exit()
 	r := s.replica(rangeID)
 	if r == nil {
 		return nil, &kv.RangeNotFoundError{RangeID: rangeID}

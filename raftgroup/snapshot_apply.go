@@ -43,9 +43,10 @@ func (st *stagedSnapshot) cleanup() {
 // one if needed) and returns once the snapshot was applied or refused.
 // Concurrent applies are bounded by MaxConcurrentSnapshotApplies.
 func (s *Store) HandleSnapshot(ctx context.Context, header *RaftMessage, recv func() ([]byte, error)) error {
-	if s.stopped.Load() {
+	if !s.enter() {
 		return ErrStoreStopped
 	}
+	defer s.exit()
 	m := header.Message
 	if m == nil || m.GetType() != raftpb.MsgSnap || m.GetSnapshot().GetMetadata().GetIndex() == 0 {
 		return &InvalidChangeError{RangeID: header.RangeID, Reason: "snapshot header is not a MsgSnap"}
@@ -102,6 +103,8 @@ func (s *Store) HandleSnapshot(ctx context.Context, header *RaftMessage, recv fu
 	case <-ctx.Done():
 		// The worker still owns st and cleans it up.
 		return ctx.Err()
+	case <-s.ctx.Done():
+		return ErrStoreStopped
 	}
 }
 

@@ -145,6 +145,11 @@ type Store struct {
 	ctx              context.Context // cancelled by Stop
 	cancel           context.CancelFunc
 	wg               sync.WaitGroup
+	// inflight counts calls from outside (Execute, the MessageHandler
+	// methods, the admin calls) so Stop returns only once none can touch
+	// the engine any more.
+	inflightMu sync.RWMutex
+	inflight   sync.WaitGroup
 }
 
 // NewStore loads every replica persisted in cfg.Engine. Call Start to run it.
@@ -246,10 +251,14 @@ func (s *Store) Start() {
 // Stop halts the workers and fails every waiting request. It does not close
 // the engine. Safe to call more than once.
 func (s *Store) Stop() {
-	if !s.stopped.CompareAndSwap(false, true) {
+	s.inflightMu.Lock()
+	first := s.stopped.CompareAndSwap(false, true)
+	s.inflightMu.Unlock()
+	if !first {
 		return
 	}
 	s.cancel()
+	s.inflight.Wait()
 	s.sched.stop()
 	s.wg.Wait()
 	s.mu.RLock()
@@ -258,6 +267,20 @@ func (s *Store) Stop() {
 		r.failPending(ErrStoreStopped)
 	}
 }
+
+// enter registers a call from outside; it fails once Stop began. A true
+// result must be paired with exit.
+func (s *Store) enter() bool {
+	s.inflightMu.RLock()
+	defer s.inflightMu.RUnlock()
+	if s.stopped.Load() {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
+}
+
+func (s *Store) exit() { s.inflight.Done() }
 
 func (s *Store) runTicker() {
 	t := time.NewTicker(s.cfg.TickInterval)
@@ -298,10 +321,18 @@ func (s *Store) nextProposalID() uint64 { return s.proposalSeq.Add(1) }
 // withTimeout bounds ctx by the store's request timeout when it has no
 // deadline of its own.
 func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	var cancel context.CancelFunc
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	}
-	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	// Stop ends every wait at once.
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // fatal reports a storage failure the store cannot recover from: continuing

@@ -355,9 +355,10 @@ func (r *Replica) sendMessages(msgs []*raftpb.Message) {
 // replica, creating an uninitialized replica for a range this store does not
 // know yet. It never blocks on raft I/O.
 func (s *Store) HandleRaftMessage(ctx context.Context, msg *RaftMessage) error {
-	if s.stopped.Load() {
+	if !s.enter() {
 		return ErrStoreStopped
 	}
+	defer s.exit()
 	if msg == nil || msg.Message == nil {
 		return &InvalidChangeError{Reason: "empty raft message"}
 	}
