@@ -25,7 +25,13 @@ type tsoNode struct {
 	done   chan struct{}
 }
 
-func startTSONode(t *testing.T, c *Client, knobs *TSOTestingKnobs) *tsoNode {
+func startTSONodeB(b *testing.B) *tsoNode {
+	n := startTSONode(b, connectTest(b), nil)
+	waitFor(b, 20*time.Second, "leader", n.srv.IsLeader)
+	return n
+}
+
+func startTSONode(t testing.TB, c *Client, knobs *TSOTestingKnobs) *tsoNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,7 +70,7 @@ func (n *tsoNode) crash() {
 	<-n.done
 }
 
-func waitForTSOLeader(t *testing.T, nodes []*tsoNode, not *tsoNode) *tsoNode {
+func waitForTSOLeader(t testing.TB, nodes []*tsoNode, not *tsoNode) *tsoNode {
 	t.Helper()
 	var leader *tsoNode
 	waitFor(t, 20*time.Second, "a TSO leader", func() bool {
