@@ -154,3 +154,38 @@ func FuzzUnmarshalRequest(f *testing.F) {
 		}
 	})
 }
+
+func FuzzUnmarshalResponse(f *testing.F) {
+	for _, r := range sampleResponses() {
+		f.Add(r.Marshal())
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := UnmarshalResponse(b)
+		if err != nil {
+			return
+		}
+		again, err := UnmarshalResponse(r.Marshal())
+		if err != nil || !reflect.DeepEqual(again, r) {
+			t.Fatalf("re-encoding changed the response: %v\n%+v\n%+v", err, r, again)
+		}
+	})
+}
+
+func FuzzUnmarshalError(f *testing.F) {
+	f.Add(MarshalError(&LockedError{Key: []byte("k"), Primary: []byte("p"), StartTS: 1, TTL: 2}))
+	f.Add(MarshalError(&EpochMismatchError{RangeID: 1, Descriptors: []*RangeDescriptor{{RangeID: 1, EndKey: KeyMax}}}))
+	f.Add(MarshalError(&RangeUnavailableError{RangeID: 1, Reason: "no quorum"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := UnmarshalError(b)
+		if len(b) == 0 {
+			if err != nil {
+				t.Fatal("empty input must decode to nil")
+			}
+			return
+		}
+		if err == nil {
+			t.Fatal("non-empty input must decode to an error")
+		}
+		_ = err.Error()
+	})
+}
