@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/quorumdb/quorumdb/cluster"
+	"github.com/quorumdb/quorumdb/kv"
 	"github.com/quorumdb/quorumdb/node"
 	"github.com/quorumdb/quorumdb/txn"
 )
@@ -23,6 +25,7 @@ import (
 // txnClusterSplits cut the key space so that every subtest spans ranges.
 var txnClusterSplits = []string{
 	"bank/acct/03", "bank/acct/06", "bank/ledger/",
+	"bank2/acct/03", "bank2/acct/06", "bank2/ledger/",
 	"rand/k03", "rand/k06", "rand/k09",
 	"wd/0/withdrawal/", "wd/1/withdrawal/", "wd/2/withdrawal/",
 	"stale/k02",
@@ -46,6 +49,15 @@ func startTxnCluster(t *testing.T) *node.LocalCluster {
 		t.Fatalf("start cluster: %v", err)
 	}
 	t.Cleanup(func() { _ = lc.Stop(context.Background()) })
+	// Replicate the first range on all three nodes; splits keep replicas.
+	n1 := lc.Node(1)
+	desc, err := n1.Store().ChangeReplicas(ctx, 1, []kv.ReplicaDescriptor{{NodeID: lc.Node(2).ID()}, {NodeID: lc.Node(3).ID()}}, nil)
+	if err != nil {
+		t.Fatalf("up-replicate r1: %v", err)
+	}
+	if err := n1.Cluster().PublishRanges(ctx, desc); err != nil {
+		t.Fatalf("publish r1: %v", err)
+	}
 	for _, k := range txnClusterSplits {
 		if err := splitClusterRange(ctx, lc, []byte(k)); err != nil {
 			t.Fatalf("split at %q: %v", k, err)
@@ -130,7 +142,7 @@ func TestTxnCluster(t *testing.T) {
 		var retries atomic.Int64
 		dbs := clusterDBs(t, lc, &txn.DBConfig{ValidationWait: 50 * time.Millisecond, MaxRetries: 100,
 			Knobs: &txn.TestingKnobs{OnRetry: func(int, error) { retries.Add(1) }}})
-		runBank(t, dbs, "bank/", &retries)
+		runBank(t, dbs, "bank/", &retries, nil)
 	})
 
 	t.Run("ReadAfter1PCOnAnotherNode", func(t *testing.T) {
@@ -158,6 +170,48 @@ func TestTxnCluster(t *testing.T) {
 		reader := clusterDBs(t, lc, nil)[1]
 		clusterCrash(t, crashing, reader, "crash/b/", "after")
 	})
+
+	// Last: it kills a node. Transfers keep going through the other two
+	// nodes' coordinators while the ranges elect new leaders.
+	t.Run("BankWhileANodeDies", func(t *testing.T) {
+		var retries atomic.Int64
+		dbs := clusterDBs(t, lc, &txn.DBConfig{ValidationWait: 50 * time.Millisecond, MaxRetries: 100,
+			Knobs: &txn.TestingKnobs{OnRetry: func(int, error) { retries.Add(1) }}})
+		victim := leaderNodeOf(lc, []byte("bank2/acct/00"))
+		var survivors []*txn.DB
+		for i, n := range lc.Nodes() {
+			if n.ID() != victim {
+				survivors = append(survivors, dbs[i])
+			}
+		}
+		var once sync.Once
+		kill := func(done int64) {
+			if done < 40 {
+				return
+			}
+			once.Do(func() {
+				for i, n := range lc.Nodes() {
+					if n.ID() == victim {
+						t.Logf("killing node %d (leader of the first account's range) after %d transfers", victim, done)
+						go lc.KillNode(i + 1)
+					}
+				}
+			})
+		}
+		runBank(t, survivors, "bank2/", &retries, kill)
+	})
+}
+
+// leaderNodeOf returns the ID of the node leading the range of key.
+func leaderNodeOf(lc *node.LocalCluster, key []byte) uint64 {
+	for _, n := range lc.Nodes() {
+		for _, info := range n.Store().RangeInfo() {
+			if info.IsLeader && info.Descriptor != nil && info.Descriptor.ContainsKey(key) {
+				return n.ID()
+			}
+		}
+	}
+	return lc.Node(1).ID()
 }
 
 // clusterCrash writes three keys in three ranges through crashing (whose

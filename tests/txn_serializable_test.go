@@ -142,13 +142,14 @@ func TestTxnBankTransfers(t *testing.T) {
 	// (which it logs), and it also runs under the race detector.
 	dbs := s.coordinators(t, 3, txn.DBConfig{ValidationWait: 50 * time.Millisecond, MaxRetries: 100,
 		Knobs: &txn.TestingKnobs{OnRetry: func(int, error) { retries.Add(1) }}})
-	runBank(t, dbs, "", &retries)
+	runBank(t, dbs, "", &retries, nil)
 }
 
 // runBank is the body of the bank test over coordinators dbs, on keys
 // prefix+"acct/…" and prefix+"ledger/…"; retries counts Run's retries if the
-// coordinators report them there.
-func runBank(t *testing.T, dbs []*txn.DB, prefix string, retries *atomic.Int64) {
+// coordinators report them there; onTransfer (optional) is called with the
+// number of transfers done after each one.
+func runBank(t *testing.T, dbs []*txn.DB, prefix string, retries *atomic.Int64, onTransfer func(done int64)) {
 	const (
 		accounts  = 9
 		initial   = 100
@@ -243,7 +244,9 @@ func runBank(t *testing.T, dbs []*txn.DB, prefix string, retries *atomic.Int64) 
 					t.Errorf("transfer: %v", err)
 					return
 				}
-				done.Add(1)
+				if d := done.Add(1); onTransfer != nil {
+					onTransfer(d)
+				}
 			}
 		}()
 	}
