@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/quorumdb/quorumdb/cluster"
 	"github.com/quorumdb/quorumdb/kv"
 )
 
@@ -81,13 +82,19 @@ type NodeStatus struct {
 
 // ClusterNodes lists every node ever registered, with its liveness.
 func (n *Node) ClusterNodes(ctx context.Context) ([]NodeStatus, error) {
+	return ListNodes(ctx, n.client)
+}
+
+// ListNodes lists every node ever registered in c's cluster, with its
+// liveness, ordered by ID.
+func ListNodes(ctx context.Context, c *cluster.Client) ([]NodeStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	known, err := n.client.ListKnownNodes(ctx)
+	known, err := c.ListKnownNodes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	live, err := n.client.ListNodes(ctx)
+	live, err := c.ListNodes(ctx)
 	if err != nil {
 		return nil, err
 	}

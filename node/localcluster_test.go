@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/quorumdb/quorumdb/node/workload"
+	"github.com/quorumdb/quorumdb/txn"
 )
 
 func startLocalCluster(t *testing.T, nodes int) *LocalCluster {
@@ -50,5 +52,52 @@ func TestLocalClusterTwoWithdrawalsThroughTwoNodes(t *testing.T) {
 		if res.Succeeded != 1 || res.Refused != 1 || res.FinalBalance != 5 {
 			t.Fatalf("round %d: %+v; want exactly one withdrawal and 5 EUR left", round, res)
 		}
+	}
+}
+
+func TestListNodesAndRanges(t *testing.T) {
+	lc := startLocalCluster(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := lc.Node(1).Cluster()
+	nodes, err := ListNodes(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 2 || !nodes[0].Live || !nodes[1].Live || nodes[0].SQLAddr != lc.Node(1).SQLAddr() {
+		t.Fatalf("nodes: %+v", nodes)
+	}
+	ranges, err := ListRanges(ctx, c, &http.Client{Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ranges) == 0 || ranges[0].RangeID != firstRangeID {
+		t.Fatalf("ranges: %+v", ranges)
+	}
+	// The bootstrap range has a leader once it has served a request.
+	if _, err := lc.Node(2).DB().Begin(ctx, txn.TxnOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ranges[0].Leader == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader reported for range 1: %+v", ranges[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+		if ranges, err = ListRanges(ctx, c, &http.Client{Timeout: 3 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A clean stop revokes the liveness lease at once.
+	if err := lc.StopNode(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err = ListNodes(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 2 || nodes[1].Live {
+		t.Fatalf("after stopping node 2: %+v", nodes)
 	}
 }

@@ -23,6 +23,8 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newProxyCommand())
 	root.AddCommand(newStartCommand())
 	root.AddCommand(newDemoCommand())
+	root.AddCommand(newNodeCommand())
+	root.AddCommand(newRangesCommand())
 	root.AddCommand(newEtcdCommand())
 	return root
 }
