@@ -552,3 +552,56 @@ func TestHugeTTLNeverExpires(t *testing.T) {
 		t.Fatalf("a TTL that overflows must not wrap into an expired lock: %+v", resp.CheckTxnStatus)
 	}
 }
+
+func TestEvaluateReadOnlyOnSnapshot(t *testing.T) {
+	h := newHarness(t)
+	h.put("c", "old", 10, 11)
+	snap := h.e.NewSnapshot()
+	defer func() { _ = snap.Close() }()
+	h.put("c", "new", 20, 21)
+	resp, err := EvaluateReadOnly(snap, h.desc, &Request{Get: &GetRequest{Key: []byte("c"), ReadTS: 100}})
+	if err != nil || string(resp.Get.Value) != "old" {
+		t.Fatalf("snapshot read: %+v %v", resp, err)
+	}
+	_, err = EvaluateReadOnly(snap, h.desc, &Request{Rollback: &RollbackRequest{Keys: [][]byte{[]byte("c")}, StartTS: 5}})
+	wantErr[*InvalidRequestError](t, err)
+	if IsReadOnly(&Request{Prewrite: &PrewriteRequest{}}) || !IsReadOnly(&Request{ValidateReads: &ValidateReadsRequest{}}) {
+		t.Error("IsReadOnly")
+	}
+	batch := h.e.NewBatch()
+	defer func() { _ = batch.Close() }()
+	_, err = Evaluate(batch, h.desc, &Request{Get: &GetRequest{}, Scan: &ScanRequest{}})
+	wantErr[*InvalidRequestError](t, err)
+}
+
+func TestChecksumRange(t *testing.T) {
+	a, b := newHarness(t), newHarness(t)
+	sum := func(h *mvccHarness, desc *RangeDescriptor) uint64 {
+		s, err := ChecksumRange(h.e.DB(), desc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	left := &RangeDescriptor{RangeID: 1, StartKey: []byte("b"), EndKey: []byte("m")}
+	right := &RangeDescriptor{RangeID: 2, StartKey: []byte("m"), EndKey: []byte("x")}
+	for _, h := range []*mvccHarness{a, b} {
+		h.put("c", "1", 10, 11)
+	}
+	if sum(a, left) != sum(b, left) {
+		t.Fatal("equal replicas, different checksums")
+	}
+	a.put("n", "2", 20, 21) // only in the right range
+	if sum(a, left) != sum(b, left) {
+		t.Fatal("a write in another range changed the checksum")
+	}
+	if sum(a, right) == sum(b, right) {
+		t.Fatal("different right ranges, same checksum")
+	}
+	if err := a.prewrite(30, "d", put("d", "x")); err != nil { // a lock counts too
+		t.Fatal(err)
+	}
+	if sum(a, left) == sum(b, left) {
+		t.Fatal("a lock did not change the checksum")
+	}
+}
