@@ -105,7 +105,7 @@ func portOrZero(base, i int) int {
 
 // StartNode starts (or restarts, on the same data directory) node i (1-based).
 func (lc *LocalCluster) StartNode(ctx context.Context, i int) error {
-	if i < 1 || i > len(lc.nodes) {
+	if i < 1 || i > lc.Size() {
 		return fmt.Errorf("node: local cluster has no node %d", i)
 	}
 	cfg := lc.nodeConfig(i)
@@ -118,6 +118,16 @@ func (lc *LocalCluster) StartNode(ctx context.Context, i int) error {
 	defer lc.mu.Unlock()
 	lc.nodes[i-1] = n
 	return nil
+}
+
+// AddNode starts one more node (a new member joining the cluster) and
+// returns its number.
+func (lc *LocalCluster) AddNode(ctx context.Context) (int, error) {
+	lc.mu.Lock()
+	lc.nodes = append(lc.nodes, nil)
+	i := len(lc.nodes)
+	lc.mu.Unlock()
+	return i, lc.StartNode(ctx, i)
 }
 
 // Node returns node i (1-based), nil if it is stopped.
@@ -141,7 +151,11 @@ func (lc *LocalCluster) Nodes() []*Node {
 }
 
 // Size is the number of node slots.
-func (lc *LocalCluster) Size() int { return len(lc.nodes) }
+func (lc *LocalCluster) Size() int {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return len(lc.nodes)
+}
 
 // EtcdEndpoints are the endpoints of the cluster's etcd.
 func (lc *LocalCluster) EtcdEndpoints() []string { return lc.etcd }
@@ -174,7 +188,7 @@ func (lc *LocalCluster) Stop(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var errs []error
-	for i := len(lc.nodes); i >= 1; i-- {
+	for i := lc.Size(); i >= 1; i-- {
 		if err := lc.StopNode(ctx, i); err != nil {
 			errs = append(errs, fmt.Errorf("node %d: %w", i, err))
 		}

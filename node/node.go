@@ -61,6 +61,9 @@ type Config struct {
 	// RequestTimeout bounds one KV request's retries before a range is
 	// reported unavailable (default 10 s).
 	RequestTimeout time.Duration
+	// Placement configures the placement driver (replication factor, the
+	// grace period before a dead node's replicas are replaced, split size).
+	Placement PlacementConfig
 
 	// Knobs are testing hooks.
 	Knobs Knobs
@@ -98,6 +101,7 @@ func (c *Config) setDefaults() {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 10 * time.Second
 	}
+	c.Placement.setDefaults()
 }
 
 // Node is one running QuorumDB node: store, RPC server, SQL server, HTTP
@@ -107,24 +111,26 @@ type Node struct {
 	log *slog.Logger
 	id  uint64
 
-	dir      *dataDir
-	etcd     *cluster.EmbeddedEtcd
-	client   *cluster.Client
-	reg      *cluster.NodeRegistration
-	book     *cluster.AddressBook
-	engine   *kv.Engine
-	rpcLn    net.Listener
-	rpc      *grpc.Server
-	trans    *raftgroup.GRPCTransport
-	store    *raftgroup.Store
-	tsoSrv   *cluster.TSOServer
-	tso      *cluster.TSOClient
-	kvClient *raftgroup.KVClient
-	router   *txn.Router
-	db       *txn.DB
-	sql      *qsql.Server
-	httpLn   net.Listener
-	http     *http.Server
+	dir       *dataDir
+	etcd      *cluster.EmbeddedEtcd
+	client    *cluster.Client
+	reg       *cluster.NodeRegistration
+	book      *cluster.AddressBook
+	engine    *kv.Engine
+	rpcLn     net.Listener
+	rpc       *grpc.Server
+	trans     *raftgroup.GRPCTransport
+	store     *raftgroup.Store
+	tsoSrv    *cluster.TSOServer
+	tso       *cluster.TSOClient
+	kvClient  *raftgroup.KVClient
+	admin     *raftgroup.AdminClient
+	placement *raftgroup.PlacementDriver
+	router    *txn.Router
+	db        *txn.DB
+	sql       *qsql.Server
+	httpLn    net.Listener
+	http      *http.Server
 
 	// unreachable lets the transport, built before the store, tell the
 	// store about peers it cannot reach.
@@ -265,6 +271,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.trans.Register(n.rpc)
 	raftgroup.RegisterKVService(n.rpc, n.store)
 	cluster.RegisterTSOService(n.rpc, n.tsoSrv)
+	n.registerPlacementServices()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
@@ -291,6 +298,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}()
 
 	if err := n.bootstrapIfFirst(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startPlacement(bgCtx); err != nil {
 		return nil, err
 	}
 
@@ -409,6 +419,7 @@ func (n *Node) shutdown(ctx context.Context, graceful bool) error {
 	if n.cancel != nil {
 		n.cancel()
 	}
+	n.stopPlacement()
 	if graceful && n.reg != nil {
 		if err := n.reg.Deregister(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("deregister: %w", err))

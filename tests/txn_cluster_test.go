@@ -43,6 +43,8 @@ func startTxnCluster(t *testing.T) *node.LocalCluster {
 		Template: node.Config{
 			LivenessTTL:      2 * time.Second,
 			RaftTickInterval: 20 * time.Millisecond,
+			// These tests place replicas and splits themselves.
+			Placement: node.PlacementConfig{Disabled: true},
 		},
 	})
 	if err != nil {

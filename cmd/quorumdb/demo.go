@@ -75,8 +75,8 @@ the invariant (the total never changes) every second.`,
 				fmt.Fprintln(out, "stopping the cluster")
 				_ = lc.Stop(context.Background())
 			}()
-			fmt.Fprintln(out, "  … waiting for the range directory")
-			if err := waitReplicated(ctx, lc, 1); err != nil {
+			fmt.Fprintf(out, "  … waiting for every range to have %d replicas\n", min(nodes, 3))
+			if err := waitReplicated(ctx, lc, min(nodes, 3)); err != nil {
 				fmt.Fprintf(out, "  ! %v (continuing)\n", err)
 			}
 			first := lc.Node(1)

@@ -78,6 +78,9 @@ over the file.`,
 	f.StringVar(&cfg.EmbeddedEtcdPeerURL, "embedded-etcd-peer-url", "http://127.0.0.1:2380", "peer URL of the embedded etcd")
 	f.Int64Var(&cfg.CacheSize, "cache-size", 64<<20, "pebble block cache size in bytes")
 	f.DurationVar(&cfg.LivenessTTL, "liveness-ttl", 5*time.Second, "etcd lease TTL whose keep-alive is this node's liveness")
+	f.DurationVar(&cfg.Placement.DeadNodeGrace, "dead-node-grace", 30*time.Second, "how long a node must be gone before its replicas are replaced")
+	f.Uint64Var(&cfg.Placement.SplitSizeBytes, "split-size", 64<<20, "split a range whose data exceeds this many bytes")
+	f.IntVar(&cfg.Placement.ReplicationFactor, "replicas", 3, "voters per range (capped by the number of live nodes)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
