@@ -46,6 +46,9 @@ type Leadership struct {
 	done   chan struct{}
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	resignOnce sync.Once
+	resignErr  error
 }
 
 // Campaign blocks until candidate leads election (a name such as
@@ -223,16 +226,19 @@ func (l *Leadership) Resign(ctx context.Context) error {
 	if !already {
 		close(l.done)
 	}
-	l.cancel()
-	l.wg.Wait()
-	err := l.elect.Resign(ctx)
-	if cerr := closeSession(l.session); err == nil && cerr != nil && !isLeaseNotFound(cerr) {
-		err = cerr
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return wrapEtcdErr(fmt.Sprintf("resign %s", l.election), err)
-	}
-	return nil
+	// concurrency.Election is not safe for concurrent use: resign once.
+	l.resignOnce.Do(func() {
+		l.cancel()
+		l.wg.Wait()
+		err := l.elect.Resign(ctx)
+		if cerr := closeSession(l.session); err == nil && cerr != nil && !isLeaseNotFound(cerr) {
+			err = cerr
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			l.resignErr = wrapEtcdErr(fmt.Sprintf("resign %s", l.election), err)
+		}
+	})
+	return l.resignErr
 }
 
 // guard is the transaction condition "this leadership still holds": the
