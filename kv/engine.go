@@ -134,7 +134,8 @@ func (e *Engine) Close() error {
 }
 
 // GetRaw reads one raw pebble key from r; it returns (nil, nil) when absent.
-// The value is a copy that outlives the read.
+// The value is a copy that outlives the read; a present empty value is a
+// non-nil empty slice, so absence and emptiness stay apart.
 func GetRaw(r Reader, key []byte) ([]byte, error) {
 	v, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -143,7 +144,8 @@ func GetRaw(r Reader, key []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kv: get %x: %w", key, err)
 	}
-	out := append([]byte(nil), v...)
+	out := make([]byte, len(v))
+	copy(out, v)
 	if cerr := closer.Close(); cerr != nil {
 		return nil, fmt.Errorf("kv: get %x: %w", key, cerr)
 	}

@@ -45,29 +45,29 @@ func (m *mvccReader) iter() (*pebble.Iterator, error) {
 }
 
 // getExact returns the value of the pebble key, valid until the next use of
-// the iterator, or nil when absent.
-func (m *mvccReader) getExact(key []byte) ([]byte, error) {
+// the iterator. found tells absence apart from an empty value.
+func (m *mvccReader) getExact(key []byte) (value []byte, found bool, err error) {
 	it, err := m.iter()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return nil, fmt.Errorf("kv: read %x: %w", key, err)
+			return nil, false, fmt.Errorf("kv: read %x: %w", key, err)
 		}
-		return v, nil
+		return v, true, nil
 	}
 	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("kv: read %x: %w", key, err)
+		return nil, false, fmt.Errorf("kv: read %x: %w", key, err)
 	}
-	return nil, nil
+	return nil, false, nil
 }
 
 // getLock returns the lock on userKey, or nil.
 func (m *mvccReader) getLock(userKey []byte) (*mvccLock, error) {
-	v, err := m.getExact(familyPrefixKey(lockFamily, userKey))
-	if err != nil || v == nil {
+	v, found, err := m.getExact(familyPrefixKey(lockFamily, userKey))
+	if err != nil || !found {
 		return nil, err
 	}
 	l, err := decodeLock(v)
@@ -80,8 +80,8 @@ func (m *mvccReader) getLock(userKey []byte) (*mvccLock, error) {
 
 // getRecord returns the write-family record of userKey at exactly ts, or nil.
 func (m *mvccReader) getRecord(userKey []byte, ts Timestamp) (*writeRecord, error) {
-	v, err := m.getExact(versionedKey(writeFamily, userKey, ts))
-	if err != nil || v == nil {
+	v, found, err := m.getExact(versionedKey(writeFamily, userKey, ts))
+	if err != nil || !found {
 		return nil, err
 	}
 	w, err := decodeWriteRecord(v)
@@ -97,11 +97,11 @@ func (m *mvccReader) readData(userKey []byte, startTS Timestamp) ([]byte, error)
 		m.keyBuf = make([]byte, 0, need)
 	}
 	m.keyBuf = binary.BigEndian.AppendUint64(appendEscaped(append(m.keyBuf[:0], dataFamily), userKey), ^startTS)
-	v, err := m.getExact(m.keyBuf)
+	v, found, err := m.getExact(m.keyBuf)
 	if err != nil {
 		return nil, err
 	}
-	if v == nil {
+	if !found {
 		return nil, fmt.Errorf("kv: corrupt MVCC state: write record of %q points at missing data version %d", userKey, startTS)
 	}
 	return append(make([]byte, 0, len(v)), v...), nil

@@ -605,3 +605,30 @@ func TestChecksumRange(t *testing.T) {
 		t.Fatal("a lock did not change the checksum")
 	}
 }
+
+func TestEmptyValueIsNotAbsent(t *testing.T) {
+	h := newHarness(t)
+	h.put("c", "", 10, 11)
+	v, found, err := h.get("c", 20)
+	if err != nil || !found || v != "" {
+		t.Fatalf("empty value: %q %v %v", v, found, err)
+	}
+	resp := h.mustEval(&Request{Scan: &ScanRequest{Start: []byte("b"), End: []byte("x"), ReadTS: 20}})
+	if len(resp.Scan.Rows) != 1 || resp.Scan.Rows[0].Value == nil {
+		t.Fatalf("scan of an empty value: %+v", resp.Scan.Rows)
+	}
+	b := h.e.NewWriteBatch()
+	if err := b.Set([]byte("raw-empty"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.Commit(b, false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.e.Get([]byte("raw-empty"))
+	if err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("GetRaw of a present empty value: %v %v", got, err)
+	}
+	if got, err := h.e.Get([]byte("raw-absent")); err != nil || got != nil {
+		t.Fatalf("GetRaw of an absent key: %v %v", got, err)
+	}
+}
