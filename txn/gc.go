@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/quorumdb/quorumdb/kv"
 )
@@ -71,6 +72,26 @@ func (db *DB) RunGCOnce(ctx context.Context, src SafepointSource) (GCStats, erro
 		return GCStats{}, nil
 	}
 	return db.RunGC(ctx, sp)
+}
+
+// RunGCLoop runs a GC pass with src's safepoint every interval until ctx
+// ends. A failed pass is logged and tried again at the next tick.
+func (db *DB) RunGCLoop(ctx context.Context, src SafepointSource, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := db.RunGCOnce(ctx, src)
+		if err != nil {
+			db.logger.Warn("GC pass failed", "err", err)
+			continue
+		}
+		db.logger.Debug("GC pass", "ranges", st.Ranges, "locks_resolved", st.LocksResolved, "versions_removed", st.VersionsRemoved)
+	}
 }
 
 // resolveOldLocks scans [start, end) at safepoint and resolves every lock

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/quorumdb/quorumdb/cluster"
 	"github.com/quorumdb/quorumdb/kv"
 )
 
@@ -330,5 +331,23 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// FollowDirectory feeds the range directory's watch (cluster.Client's
+// WatchRanges) into the cache until events closes: published descriptors
+// are cached (never replacing a newer generation), superseded ones evicted.
+// Run it in its own goroutine; the router works without it, looking up
+// ranges on demand and correcting itself through the replicas' errors.
+func (r *Router) FollowDirectory(events <-chan cluster.RangeEvent) {
+	for ev := range events {
+		if ev.Desc == nil {
+			continue
+		}
+		if ev.Removed {
+			r.cache.evict(ev.Desc)
+			continue
+		}
+		r.cache.insert(ev.Desc.Clone())
 	}
 }

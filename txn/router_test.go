@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumdb/quorumdb/cluster"
 	"github.com/quorumdb/quorumdb/kv"
 )
 
@@ -232,5 +233,35 @@ func TestRangeCacheOrderedInsertEvict(t *testing.T) {
 	}
 	if c.len() != 1 {
 		t.Fatalf("cache len %d", c.len())
+	}
+}
+
+func TestRouterFollowDirectory(t *testing.T) {
+	r := NewRouter(RouterConfig{Directory: RangeDirectoryFunc(func(ctx context.Context, key []byte) (*kv.RangeDescriptor, error) {
+		return nil, errors.New("directory down")
+	}), Nodes: nil, MaxWait: 50 * time.Millisecond})
+	events := make(chan cluster.RangeEvent, 4)
+	whole := &kv.RangeDescriptor{RangeID: 1, StartKey: kv.KeyMin, EndKey: kv.KeyMax, Generation: 1}
+	left := &kv.RangeDescriptor{RangeID: 1, StartKey: kv.KeyMin, EndKey: []byte("m"), Generation: 2}
+	right := &kv.RangeDescriptor{RangeID: 2, StartKey: []byte("m"), EndKey: kv.KeyMax, Generation: 2}
+	events <- cluster.RangeEvent{Desc: whole}
+	events <- cluster.RangeEvent{Desc: left}
+	events <- cluster.RangeEvent{Desc: right}
+	events <- cluster.RangeEvent{Desc: whole, Removed: true}
+	close(events)
+	r.FollowDirectory(events)
+	ctx := context.Background()
+	if d, err := r.RangeForKey(ctx, []byte("x")); err != nil || d.RangeID != 2 {
+		t.Fatalf("x -> %v, %v", d, err)
+	}
+	if d, err := r.RangeForKey(ctx, []byte("a")); err != nil || d.RangeID != 1 || d.Generation != 2 {
+		t.Fatalf("a -> %v, %v", d, err)
+	}
+	// With the directory down and nothing cached, the lookup fails in
+	// bounded time with a typed error.
+	r.EvictRange(right)
+	var ru *RangeUnavailableError
+	if _, err := r.RangeForKey(ctx, []byte("x")); !errors.As(err, &ru) {
+		t.Fatalf("lookup with the directory down: %v", err)
 	}
 }

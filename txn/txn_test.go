@@ -483,3 +483,20 @@ func TestBatchGetManyKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestRunGCOnceUsesSafePoint(t *testing.T) {
+	db, _ := newTestDB(t, DBConfig{}, "m")
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		mustPut(t, db, "a", fmt.Sprint(i))
+	}
+	sp, _ := db.clock.GetTimestamp(ctx)
+	st, err := db.RunGCOnce(ctx, fixedSafePoint(sp))
+	if err != nil || st.VersionsRemoved != 2 {
+		t.Fatalf("gc: %+v, %v (want the 2 older versions of a removed)", st, err)
+	}
+	st, err = db.RunGCOnce(ctx, fixedSafePoint(0))
+	if err != nil || st.Ranges != 0 {
+		t.Fatalf("gc without a safepoint ran: %+v, %v", st, err)
+	}
+}
