@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"math"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 //	/metrics       Prometheus metrics of this node
 //	/api/nodes     the cluster's nodes (JSON)
 //	/api/ranges    the cluster's ranges with this node's view of them (JSON)
+//	/debug/pprof/  Go's profiler
 //	/              the admin page
 func (n *Node) httpHandler() http.Handler {
 	reg := prometheus.NewRegistry()
@@ -55,6 +57,12 @@ func (n *Node) httpHandler() http.Handler {
 		writeJSON(w, ranges, err)
 	})
 	mux.HandleFunc("GET /{$}", n.serveAdminPage)
+	// Go's profiler, for diagnosing a live node (CPU, heap, goroutines).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
 
