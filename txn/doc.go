@@ -10,13 +10,16 @@
 //     the attached descriptors, KeyOutOfRange → evict, RangeNotFound or an
 //     unreachable node → the other replicas); requests cut per range and sent
 //     in parallel; a bounded total wait ending in *RangeUnavailableError.
+//     Router.FollowDirectory keeps the cache warm from the directory's watch.
 //     LocalStoreSender does the same for one in-process store.
 //   - The transaction coordinator (db.go, txn.go, read.go, iterator.go,
 //     commit.go, lock_resolver.go, heartbeat.go): lazy start timestamp,
 //     reads at it merged with the write buffer, recorded read spans, one-phase
 //     commit for single-range transactions, two-phase commit with read
 //     validation otherwise, lock resolution, heartbeats, bounded retries.
-//   - GC passes (gc.go): resolve old locks, then kv.GCRequest per range.
+//   - GC passes (gc.go): resolve old locks, then kv.GCRequest per range
+//     (RunGC, RunGCOnce with cluster's safepoint, RunGCLoop); AS OF reads
+//     below the safepoint are refused (*SnapshotTooOldError).
 //
 // It must not know how a range replicates (that is raftgroup/) or evaluate
 // MVCC itself (that is kv/): everything goes through kv.Request.

@@ -500,3 +500,30 @@ func TestRunGCOnceUsesSafePoint(t *testing.T) {
 		t.Fatalf("gc without a safepoint ran: %+v, %v", st, err)
 	}
 }
+
+// Reverse scans whose end is a range boundary (or KeyMax) with a cold range
+// cache: the range just below the end must be found.
+func TestReverseScanEndingAtRangeBoundary(t *testing.T) {
+	db, s := newTestDB(t, DBConfig{}, "k03", "k07")
+	ctx := context.Background()
+	mustPut(t, db, "k01", "1", "k05", "5", "k06", "6", "k08", "8")
+	for _, tc := range []struct {
+		end  []byte
+		want string
+	}{
+		{[]byte("k07"), "k06=6 k05=5 k01=1 "},
+		{[]byte("k03"), "k01=1 "},
+		{nil, "k08=8 k06=6 k05=5 k01=1 "},
+	} {
+		cold := NewDB(DBConfig{Sender: NewLocalStoreSender(LocalStoreSenderConfig{Store: s, Directory: s}), Clock: db.clock})
+		tx, _ := cold.Begin(ctx, TxnOptions{ReadOnly: true})
+		rows, err := tx.Scan(ctx, []byte("k00"), tc.end, 0, true)
+		cold.Close()
+		if err != nil {
+			t.Fatalf("end %q: %v", tc.end, err)
+		}
+		if got := rowsString(rows); got != tc.want {
+			t.Fatalf("end %q: %s, want %s", tc.end, got, tc.want)
+		}
+	}
+}
