@@ -65,7 +65,7 @@ the invariant (the total never changes) every second.`,
 				DataDir:      dataDir,
 				SQLBasePort:  sqlPort,
 				HTTPBasePort: httpPort,
-				Logger:       newLogger(cmd.ErrOrStderr(), logLevel),
+				Logger:       newCommandLogger(cmd, logLevel),
 				Progress:     func(step string) { fmt.Fprintf(out, "  … %s\n", step) },
 			})
 			if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -46,7 +45,7 @@ Backends are given as NAME=SQL_ADDR[,HTTP_ADDR], for example
 				CheckInterval: interval,
 				User:          user,
 				Password:      password,
-				Logger:        newLogger(cmd.ErrOrStderr(), "info"),
+				Logger:        newCommandLogger(cmd, "info"),
 			})
 			if err != nil {
 				return err
@@ -95,13 +94,4 @@ func parseBackends(specs []string) ([]proxy.Backend, error) {
 		out = append(out, proxy.Backend{Name: name, SQLAddr: sqlAddr, HTTPAddr: httpAddr})
 	}
 	return out, nil
-}
-
-// newLogger returns a text slog logger at the given level name.
-func newLogger(w interface{ Write([]byte) (int, error) }, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }

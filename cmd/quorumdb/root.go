@@ -19,6 +19,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.PersistentFlags().String("log-format", "text", "log format: text or json")
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(newProxyCommand())
 	root.AddCommand(newStartCommand())

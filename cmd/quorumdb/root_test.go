@@ -46,3 +46,16 @@ func TestParseBackends(t *testing.T) {
 		t.Fatal("accepted no backends")
 	}
 }
+
+func TestLoggerFormats(t *testing.T) {
+	var buf bytes.Buffer
+	newFormattedLogger(&buf, "info", "json").Info("hello", "node", 1)
+	if !strings.HasPrefix(buf.String(), "{") || !strings.Contains(buf.String(), `"node":1`) {
+		t.Fatalf("json log line %q", buf.String())
+	}
+	buf.Reset()
+	newFormattedLogger(&buf, "warn", "text").Info("dropped")
+	if buf.Len() != 0 {
+		t.Fatalf("info logged at warn level: %q", buf.String())
+	}
+}

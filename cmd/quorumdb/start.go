@@ -45,7 +45,7 @@ over the file.`,
 			if !cfg.EmbeddedEtcd && len(cfg.EtcdEndpoints) == 0 {
 				return fmt.Errorf("give --etcd endpoints of the cluster's etcd, or --embedded-etcd to run one in this node")
 			}
-			cfg.Logger = newLogger(cmd.ErrOrStderr(), logLevel)
+			cfg.Logger = newCommandLogger(cmd, logLevel)
 			quietEngineLogs()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
