@@ -4,8 +4,63 @@
 // snapshots, membership changes, splits, linearizable reads through ReadIndex,
 // and the placement driver that repairs and splits ranges.
 //
-// Commands applied through the log are kv requests (and the layer's own
-// split and membership commands); apply is deterministic and writes the
-// applied index in the same batch as the state change. raftgroup does not
-// evaluate SQL or transactions.
+// # Using a Store
+//
+//	s, _ := raftgroup.NewStore(raftgroup.Config{NodeID: id, Engine: eng, Transport: t, Clock: tso})
+//	t.SetHandler(s)            // the transport delivers to s (MessageHandler)
+//	s.BootstrapRange(ctx, desc) // first range of a new cluster, on each of its nodes
+//	s.Start()
+//	resp, err := s.Execute(ctx, rangeID, req) // kv requests: writes through raft, reads by ReadIndex
+//	s.SplitRange / ChangeReplicas / TransferLeadership // on the range's leader
+//	s.Stop()                   // then close the engine
+//
+// NewStore reloads every replica persisted in the engine; Start schedules
+// them all so each re-applies the entries between its applied index and its
+// commit index.
+//
+// # The Ready loop
+//
+// Other goroutines never touch a RawNode: they queue work (messages,
+// proposals, reads, ticks, closures) in the replica's inbox and mark the range
+// in the store's scheduler. A small pool of workers (Config.Workers) takes
+// batches of marked ranges; a range belongs to one worker at a time. One
+// worker round over its ranges:
+//
+//  1. step the inbox of each range into its RawNode and collect the Readys;
+//  2. ingest incoming snapshots, then write the log entries and hard states of
+//     all Readys into one pebble batch and commit it with one fsync;
+//  3. send the messages (only now: they may promise what is durable);
+//  4. apply the committed entries of all ranges into one indexed batch that
+//     also holds each range's applied state, commit it without sync (the log
+//     is durable; a restart re-applies), and answer the waiting proposals;
+//  5. Advance every RawNode, truncate long logs, reschedule ranges with more
+//     work.
+//
+// # Invariants
+//
+//   - A range's RawNode and its raft.Storage are used by the owning worker
+//     only; the in-memory log bounds change only after the batch holding the
+//     change is durable.
+//   - Apply is deterministic: kv.Evaluate plus this package's split and
+//     membership commands, with the descriptor in force at apply; the
+//     descriptor and applied state are written in the same batch as the
+//     state change.
+//   - A proposal is answered once: with its apply result, with
+//     *kv.ProposalDroppedError when another entry took its log index (it can
+//     never apply), or with *kv.RangeUnavailableError when the bounded wait
+//     ran out (outcome unknown). No call waits without a bound.
+//   - Proposals are made on the leader only (DisableProposalForwarding);
+//     reads are served by the leader after a ReadIndex (ReadOnlySafe) once
+//     the applied index reaches it.
+//   - 1PC commands get commit_ts = max(requested, max_read_ts+1) on the leader
+//     and latch their keys until they apply; reads register their timestamp in
+//     max_read_ts and wait for latches on their keys (TXN.md, "The 1PC
+//     hazard"). A new leader seeds max_read_ts from Config.Clock.
+//   - New ranges (bootstrap, split) start with a synthetic log truncated at
+//     index 10, term 5: an empty replica can only catch up by snapshot.
+//   - Replica IDs are never reused; a removed replica's data is deleted and a
+//     tombstone keeps its older IDs out.
+//
+// raftgroup must not evaluate SQL or transactions, keep authoritative state
+// outside the range's own raft state, or block a worker on the network.
 package raftgroup

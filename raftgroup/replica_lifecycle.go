@@ -1,6 +1,7 @@
 package raftgroup
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -216,6 +217,18 @@ func (s *Store) removeReplica(r *Replica, desc *kv.RangeDescriptor) {
 		next = max(next, desc.NextReplicaID)
 	}
 	data := r.Descriptor()
+	if data != nil {
+		// A replica that missed a split still claims the right half, which
+		// another replica here may own now: leave shared keys alone.
+		for _, o := range s.replicaList(nil) {
+			if d := o.Descriptor(); o != r && d != nil &&
+				bytes.Compare(d.StartKey, data.EndKey) < 0 && bytes.Compare(data.StartKey, d.EndKey) < 0 {
+				r.log.Warn("removed replica overlaps another range; keeping its user data", "other", d.RangeID)
+				data = nil
+				break
+			}
+		}
+	}
 	b := s.engine.NewWriteBatch()
 	defer b.Close()
 	start, end := kv.RangeLocalSpan(r.rangeID)

@@ -27,7 +27,9 @@ func BenchmarkProposals(b *testing.B) {
 
 func benchCluster(b *testing.B, ranges int) *testCluster {
 	c := newTestCluster(b, 3, func(cfg *Config) {
-		cfg.TickInterval = 100 * time.Millisecond // the production default
+		// The production defaults, not the tests' fast ticks.
+		cfg.TickInterval = 100 * time.Millisecond
+		cfg.ElectionTicks, cfg.HeartbeatTicks = 15, 3
 		cfg.RequestTimeout = 10 * time.Second
 	})
 	var wg sync.WaitGroup
