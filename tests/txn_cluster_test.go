@@ -30,9 +30,10 @@ var txnClusterSplits = []string{
 	"wd/0/withdrawal/", "wd/1/withdrawal/", "wd/2/withdrawal/",
 	"stale/k02",
 	"crash/a/c/m", "crash/a/c/x", "crash/b/c/m", "crash/b/c/x",
+	"chaos/k03", "chaos/k06", "chaos/k09",
 }
 
-func startTxnCluster(t *testing.T) *node.LocalCluster {
+func startTxnCluster(t *testing.T, knobs node.Knobs) *node.LocalCluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -126,7 +127,7 @@ func TestTxnCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("in-process cluster")
 	}
-	lc := startTxnCluster(t)
+	lc := startTxnCluster(t, node.Knobs{})
 
 	t.Run("TwoWithdrawalsThroughTwoNodes", func(t *testing.T) {
 		dbs := clusterDBs(t, lc, &anomalyCfg)

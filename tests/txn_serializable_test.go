@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumdb/quorumdb/kv"
 	"github.com/quorumdb/quorumdb/txn"
 )
 
@@ -53,69 +54,19 @@ func runRandomHistory(t *testing.T, dbs []*txn.DB, prefix string) {
 			rng := rand.New(rand.NewPCG(*txnSeed, uint64(w)))
 			db := dbs[w%len(dbs)]
 			for n := 0; n < txnsPerWork; n++ {
-				name := fmt.Sprintf("w%d-t%d", w, n)
-				readOnly := rng.IntN(5) == 0
-				tx, err := db.Begin(ctx, txn.TxnOptions{ReadOnly: readOnly})
-				if err != nil {
-					t.Error(err)
+				out := randomTxn(ctx, db, rng, fmt.Sprintf("w%d-t%d", w, n), key, keys, maxOpsPerTxn)
+				switch {
+				case out.err == nil:
+					committed.Add(1)
+					mu.Lock()
+					history = append(history, out.rec)
+					mu.Unlock()
+				case txn.IsRetryable(out.err):
+					aborted.Add(1)
+				default:
+					t.Errorf("%s: %v", out.rec.Name, out.err)
 					return
 				}
-				rec := TxnRecord{Name: name, Writes: map[string]string{}}
-				var opErr error
-				for op, nops := 0, 1+rng.IntN(maxOpsPerTxn); op < nops && opErr == nil; op++ {
-					switch r := rng.IntN(10); {
-					case r < 4:
-						k := key(rng.IntN(keys))
-						if _, mine := rec.Writes[k]; mine {
-							continue // a read of its own write says nothing about others
-						}
-						v, found, err := tx.Get(ctx, []byte(k))
-						opErr = err
-						rec.Reads = append(rec.Reads, ReadRecord{Key: k, Value: string(v), Found: found})
-					case r < 6:
-						a, b := rng.IntN(keys), rng.IntN(keys)
-						if a > b {
-							a, b = b, a
-						}
-						start, end := key(a), key(b+1)
-						rows, err := tx.Scan(ctx, []byte(start), []byte(end), 0, rng.IntN(2) == 0)
-						opErr = err
-						sr := ScanRecord{Start: start, End: end, Rows: map[string]string{}}
-						for _, r := range rows {
-							sr.Rows[string(r.Key)] = string(r.Value)
-						}
-						rec.Scans = append(rec.Scans, sr)
-					default:
-						if readOnly {
-							continue
-						}
-						k := key(rng.IntN(keys))
-						if _, mine := rec.Writes[k]; mine {
-							continue // one write per key per transaction keeps values final
-						}
-						v := name + "/" + k
-						opErr = tx.Put(ctx, []byte(k), []byte(v))
-						rec.Writes[k] = v
-					}
-				}
-				if opErr == nil {
-					opErr = tx.Commit(ctx)
-				} else {
-					_ = tx.Rollback(ctx)
-				}
-				if opErr != nil {
-					if !txn.IsRetryable(opErr) {
-						t.Errorf("%s: %v", name, opErr)
-						return
-					}
-					aborted.Add(1)
-					continue
-				}
-				committed.Add(1)
-				rec.CommitTS = tx.CommitTS()
-				mu.Lock()
-				history = append(history, rec)
-				mu.Unlock()
 			}
 		}()
 	}
@@ -130,6 +81,81 @@ func runRandomHistory(t *testing.T, dbs []*txn.DB, prefix string) {
 	if err := CheckSerializable(history); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// randomTxnOutcome is what one random transaction did.
+type randomTxnOutcome struct {
+	rec     TxnRecord // CommitTS set when committed
+	startTS kv.Timestamp
+	// err is nil when the transaction committed; committing tells whether
+	// err came from Commit (the outcome may then be unknown) or before it
+	// (nothing was written).
+	err        error
+	committing bool
+}
+
+// randomTxn runs one transaction of 1..maxOps random operations on
+// key(0..keys-1): point reads, scans (either direction), writes of values
+// unique to this transaction, each key written at most once; one in five
+// is read-only.
+func randomTxn(ctx context.Context, db *txn.DB, rng *rand.Rand, name string, key func(int) string, keys, maxOps int) randomTxnOutcome {
+	readOnly := rng.IntN(5) == 0
+	out := randomTxnOutcome{rec: TxnRecord{Name: name, Writes: map[string]string{}}}
+	tx, err := db.Begin(ctx, txn.TxnOptions{ReadOnly: readOnly})
+	if err != nil {
+		out.err = err
+		return out
+	}
+	rec := &out.rec
+	var opErr error
+	for op, nops := 0, 1+rng.IntN(maxOps); op < nops && opErr == nil; op++ {
+		switch r := rng.IntN(10); {
+		case r < 4:
+			k := key(rng.IntN(keys))
+			if _, mine := rec.Writes[k]; mine {
+				continue // a read of its own write says nothing about others
+			}
+			v, found, err := tx.Get(ctx, []byte(k))
+			opErr = err
+			rec.Reads = append(rec.Reads, ReadRecord{Key: k, Value: string(v), Found: found})
+		case r < 6:
+			a, b := rng.IntN(keys), rng.IntN(keys)
+			if a > b {
+				a, b = b, a
+			}
+			start, end := key(a), key(b+1)
+			rows, err := tx.Scan(ctx, []byte(start), []byte(end), 0, rng.IntN(2) == 0)
+			opErr = err
+			sr := ScanRecord{Start: start, End: end, Rows: map[string]string{}}
+			for _, r := range rows {
+				sr.Rows[string(r.Key)] = string(r.Value)
+			}
+			rec.Scans = append(rec.Scans, sr)
+		default:
+			if readOnly {
+				continue
+			}
+			k := key(rng.IntN(keys))
+			if _, mine := rec.Writes[k]; mine {
+				continue // one write per key per transaction keeps values final
+			}
+			v := name + "/" + k
+			opErr = tx.Put(ctx, []byte(k), []byte(v))
+			rec.Writes[k] = v
+		}
+	}
+	if opErr != nil {
+		_ = tx.Rollback(ctx)
+		out.err = opErr
+		return out
+	}
+	out.committing = true
+	out.err = tx.Commit(ctx)
+	out.startTS = tx.StartTS()
+	if out.err == nil {
+		rec.CommitTS = tx.CommitTS()
+	}
+	return out
 }
 
 // TestTxnBankTransfers moves money among accounts on several ranges from many
