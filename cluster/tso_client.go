@@ -238,7 +238,11 @@ func (t *TSOClient) fetch(ctx context.Context, batch []*tsoRequest) (kv.Timestam
 			if err == nil {
 				return ts, nil
 			}
-			last = err
+			// An attempt cut short by the overall deadline says less than
+			// the failure before it.
+			if last == nil || status.Code(err) != codes.DeadlineExceeded || time.Now().Before(deadline) {
+				last = fmt.Errorf("TSO leader %s: %w", addr, err)
+			}
 			if status.Code(err) == codes.InvalidArgument {
 				return 0, fmt.Errorf("cluster: TSO at %s: %w", addr, err)
 			}
