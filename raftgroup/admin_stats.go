@@ -81,21 +81,24 @@ func middleUserKey(r pebble.Reader, sp [2][]byte, dataBytes uint64, start []byte
 	half := dataBytes / 2
 	var (
 		seen    uint64
+		buf     []byte // decoded user key of the current entry
 		current []byte // user key of the versions being walked
 		last    []byte // last user key above start
+		started bool
 	)
 	for valid := it.First(); valid; valid = it.Next() {
-		uk, err := mvccUserKey(it.Key())
+		buf, err = mvccAppendUserKey(buf[:0], it.Key())
 		if err != nil {
 			return nil, err
 		}
-		if current == nil || !bytes.Equal(uk, current) {
-			current = uk
-			if bytes.Compare(uk, start) > 0 {
+		if !started || !bytes.Equal(buf, current) {
+			started = true
+			current = append(current[:0], buf...)
+			if bytes.Compare(current, start) > 0 {
 				if seen >= half {
-					return uk, nil
+					return bytes.Clone(current), nil
 				}
-				last = uk
+				last = append(last[:0], current...)
 			}
 		}
 		v, err := it.ValueAndErr()
@@ -107,22 +110,29 @@ func middleUserKey(r pebble.Reader, sp [2][]byte, dataBytes uint64, start []byte
 	if err := it.Error(); err != nil {
 		return nil, err
 	}
-	return last, nil
+	if last == nil {
+		return nil, nil
+	}
+	return bytes.Clone(last), nil
 }
 
 // mvccUserKey decodes the user key of a versioned MVCC key: after the
 // family byte, the user key escaped (0x00 → 0x00 0xff) and terminated by
 // 0x00 0x01.
 func mvccUserKey(key []byte) ([]byte, error) {
+	return mvccAppendUserKey(make([]byte, 0, len(key)), key)
+}
+
+// mvccAppendUserKey appends the user key of key to dst.
+func mvccAppendUserKey(dst, key []byte) ([]byte, error) {
 	if len(key) < 3 {
 		return nil, fmt.Errorf("MVCC key %x too short", key)
 	}
-	out := make([]byte, 0, len(key))
 	b := key[1:]
 	for i := 0; i < len(b); i++ {
 		c := b[i]
 		if c != 0x00 {
-			out = append(out, c)
+			dst = append(dst, c)
 			continue
 		}
 		if i+1 >= len(b) {
@@ -130,10 +140,10 @@ func mvccUserKey(key []byte) ([]byte, error) {
 		}
 		switch b[i+1] {
 		case 0xff:
-			out = append(out, 0x00)
+			dst = append(dst, 0x00)
 			i++
 		case 0x01:
-			return out, nil
+			return dst, nil
 		default:
 			return nil, fmt.Errorf("MVCC key %x: bad escape", key)
 		}
