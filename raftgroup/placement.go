@@ -42,6 +42,25 @@ type RangeIDAllocator interface {
 	Allocate(ctx context.Context) (uint64, error)
 }
 
+// FirstRangeID is the ID of the range a new cluster starts with.
+const FirstRangeID = 1
+
+// FirstRangeDescriptor is the descriptor the node that bootstraps a new
+// cluster (cluster.Client.ClaimBootstrap's winner) passes to
+// Store.BootstrapRange: one range over the whole key space with a single
+// replica on that node. The placement driver up-replicates it as nodes
+// join; the range ID allocator must be reserved through FirstRangeID.
+func FirstRangeDescriptor(nodeID uint64) *kv.RangeDescriptor {
+	return &kv.RangeDescriptor{
+		RangeID:       FirstRangeID,
+		StartKey:      kv.KeyMin,
+		EndKey:        kv.KeyMax,
+		Replicas:      []kv.ReplicaDescriptor{{NodeID: nodeID, ReplicaID: 1, Type: kv.Voter}},
+		Generation:    1,
+		NextReplicaID: 2,
+	}
+}
+
 // Defaults of PlacementConfig.
 const (
 	DefaultPlacementInterval   = time.Second
@@ -158,6 +177,7 @@ type PlacementDriver struct {
 	downSince    map[uint64]time.Time
 	lastApply    map[uint64]applySample
 	learnerSince map[uint64]time.Time // first round that saw a learner in the range
+	lastNotes    map[uint64]string    // the last "not acting" reason logged per range
 
 	// changeOver maps a range to the time by which the last failed replica
 	// change sent to it has certainly ended (written by the round's
@@ -182,6 +202,7 @@ func NewPlacementDriver(cfg PlacementConfig) (*PlacementDriver, error) {
 		downSince:    map[uint64]time.Time{},
 		lastApply:    map[uint64]applySample{},
 		learnerSince: map[uint64]time.Time{},
+		lastNotes:    map[uint64]string{},
 		changeOver:   map[uint64]time.Time{},
 	}, nil
 }
@@ -225,6 +246,7 @@ func (d *PlacementDriver) lead(ctx context.Context, l *cluster.Leadership) {
 	clear(d.downSince)
 	clear(d.lastApply)
 	clear(d.learnerSince)
+	clear(d.lastNotes)
 	lctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
@@ -275,9 +297,7 @@ func (d *PlacementDriver) round(ctx context.Context, l *cluster.Leadership) {
 		MaxMovesPerRound:           d.cfg.MaxMovesPerRound,
 		MaxLeaderTransfersPerRound: d.cfg.MaxLeaderTransfersPerRound,
 	})
-	for _, n := range notes {
-		d.log.Info("placement: not acting on range", "range", n.RangeID, "why", n.Msg)
-	}
+	d.logNotes(notes)
 	if len(actions) == 0 {
 		return
 	}
@@ -294,6 +314,19 @@ func (d *PlacementDriver) round(ctx context.Context, l *cluster.Leadership) {
 		})
 	}
 	wg.Wait()
+}
+
+// logNotes logs why ranges are left alone, once per range and reason (a
+// range without quorum would otherwise be reported every round).
+func (d *PlacementDriver) logNotes(notes []placementNote) {
+	current := make(map[uint64]string, len(notes))
+	for _, n := range notes {
+		current[n.RangeID] = n.Msg
+		if d.lastNotes[n.RangeID] != n.Msg {
+			d.log.Info("placement: not acting on range", "range", n.RangeID, "why", n.Msg)
+		}
+	}
+	d.lastNotes = current
 }
 
 // observe gathers a round's input: live nodes, every live node's ranges,

@@ -33,8 +33,8 @@ func TestPlacementBootstrapUpReplicatesToThree(t *testing.T) {
 	for id := uint64(1); id <= 3; id++ {
 		c.startNode(id)
 	}
-	c.bootstrap(pdDescriptor(1, 1))
-	c.reserveRangeIDs(1)
+	c.bootstrap(FirstRangeDescriptor(1))
+	c.reserveRangeIDs(FirstRangeID)
 	ctx := pdCtx(t, 30*time.Second)
 	for i := range 20 {
 		if err := c.put(ctx, fmt.Appendf(nil, "k%02d", i), []byte("v")); err != nil {
