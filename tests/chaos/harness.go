@@ -41,14 +41,14 @@ type ClusterConfig struct {
 
 // Cluster is etcd plus Nodes quorumdb processes.
 type Cluster struct {
-	cfg   ClusterConfig
-	net   network
+	cfg ClusterConfig
+	net network
 	// etcdURL is etcd's client URL.
 	etcdURL string
-	etcd  *proc
-	Nodes []*NodeProc
-	http  *http.Client
-	log   *slog.Logger
+	etcd    *proc
+	Nodes   []*NodeProc
+	http    *http.Client
+	log     *slog.Logger
 }
 
 // proc is one child process, restartable with the same arguments.
