@@ -1,6 +1,7 @@
 package qsql
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -35,7 +36,9 @@ func (t *Table) GetForeignKeyEditor(*gms.Context) gms.ForeignKeyEditor { return 
 
 // IndexAddressable, for the foreign key machinery.
 func (e *editor) IndexedAccess(ctx *gms.Context, lookup gms.IndexLookup) gms.IndexedTable {
-	return e.t.IndexedAccess(ctx, lookup)
+	nt := *e.t
+	nt.ownWrites = true
+	return nt.IndexedAccess(ctx, lookup)
 }
 func (e *editor) GetIndexes(ctx *gms.Context) ([]gms.Index, error) { return e.t.GetIndexes(ctx) }
 func (e *editor) PreciseMatch() bool                               { return e.t.PreciseMatch() }
@@ -57,6 +60,7 @@ func (e *editor) DiscardChanges(ctx *gms.Context, _ error) error {
 		return nil
 	}
 	tx.stmtActive = false
+	tx.overlay = nil
 	if err := tx.kvt.RollbackTo(tx.stmtSavepoint); err != nil {
 		return convertTxnError("discard statement changes", err)
 	}
@@ -65,10 +69,40 @@ func (e *editor) DiscardChanges(ctx *gms.Context, _ error) error {
 
 // StatementComplete ends the statement.
 func (e *editor) StatementComplete(ctx *gms.Context) error {
-	if tx, ok := ctx.GetTransaction().(*Transaction); ok && tx != nil {
-		tx.stmtActive = false
+	tx, ok := ctx.GetTransaction().(*Transaction)
+	if !ok || tx == nil {
+		return nil
 	}
-	return nil
+	return tx.completeStatement(ctx)
+}
+
+// completeStatement flushes the statement's writes into the transaction.
+func (t *Transaction) completeStatement(ctx context.Context) error {
+	t.stmtActive = false
+	ov := t.overlay
+	t.overlay = nil
+	if ov == nil || t.kvt == nil {
+		return nil
+	}
+	return ov.flush(ctx, t.kvt)
+}
+
+// writer is the editors' path to the transaction (through the statement
+// overlay while a statement runs).
+func (t *Transaction) writer(kvt KVTxn) stmtWriter {
+	if t.stmtActive {
+		return stmtWriter{kvt: kvt, ov: t.overlay}
+	}
+	return stmtWriter{kvt: kvt}
+}
+
+// editorWriter returns the session transaction's writer for a write.
+func editorWriter(ctx *gms.Context) (stmtWriter, error) {
+	tx, kvt, err := writeTxn(ctx)
+	if err != nil {
+		return stmtWriter{}, err
+	}
+	return tx.writer(kvt), nil
 }
 
 func (e *editor) Close(*gms.Context) error { return nil }
@@ -80,12 +114,14 @@ func (t *Transaction) beginStatement(pid uint64, kvt KVTxn) {
 	t.stmtActive = true
 	t.stmtPid = pid
 	t.stmtSavepoint = kvt.Savepoint()
+	t.overlay = newOverlay()
 }
 
 type statementState struct {
 	stmtActive    bool
 	stmtPid       uint64
 	stmtSavepoint txn.Savepoint
+	overlay       *stmtOverlay
 }
 
 // Insert writes a new row; a primary or unique key collision returns
@@ -96,6 +132,7 @@ func (e *editor) Insert(ctx *gms.Context, row gms.Row) error {
 	if err != nil {
 		return err
 	}
+	w := editorWriter2(ctx, kvt)
 	info := e.t.info
 	if err := info.checkRowShape(row); err != nil {
 		return err
@@ -105,7 +142,7 @@ func (e *editor) Insert(ctx *gms.Context, row gms.Row) error {
 		return err
 	}
 	if info.hasPrimaryKey() {
-		existing, found, err := e.getRow(ctx, kvt, pk)
+		existing, found, err := e.getRow(ctx, w, pk)
 		if err != nil {
 			return err
 		}
@@ -113,56 +150,56 @@ func (e *editor) Insert(ctx *gms.Context, row gms.Row) error {
 			return gms.NewUniqueKeyErr(info.keyString(row, info.pkOrdinals()), true, existing)
 		}
 	}
-	if err := e.checkUnique(ctx, kvt, row, nil); err != nil {
+	if err := e.checkUnique(ctx, w, row, nil); err != nil {
 		return err
 	}
-	return e.writeRow(ctx, kvt, pk, row)
+	return e.writeRow(ctx, w, pk, row)
 }
 
 // writeRow puts the row and all its index entries.
-func (e *editor) writeRow(ctx *gms.Context, kvt KVTxn, pk []byte, row gms.Row) error {
+func (e *editor) writeRow(ctx *gms.Context, w stmtWriter, pk []byte, row gms.Row) error {
 	info := e.t.info
 	val, err := info.encodeRow(row)
 	if err != nil {
 		return err
 	}
-	if err := kvt.Put(ctx, pk, val); err != nil {
-		return convertTxnError("write row", err)
+	if err := w.put(ctx, pk, val); err != nil {
+		return err
 	}
 	for _, idx := range info.indexes {
 		k, v, err := info.indexEntry(idx, row, pk)
 		if err != nil {
 			return err
 		}
-		if err := kvt.Put(ctx, k, v); err != nil {
-			return convertTxnError("write index entry", err)
+		if err := w.put(ctx, k, v); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
 // deleteRow removes the row at pk and its index entries.
-func (e *editor) deleteRow(ctx *gms.Context, kvt KVTxn, pk []byte, row gms.Row) error {
+func (e *editor) deleteRow(ctx *gms.Context, w stmtWriter, pk []byte, row gms.Row) error {
 	info := e.t.info
-	if err := kvt.Delete(ctx, pk); err != nil {
-		return convertTxnError("delete row", err)
+	if err := w.del(ctx, pk); err != nil {
+		return err
 	}
 	for _, idx := range info.indexes {
 		k, _, err := info.indexEntry(idx, row, pk)
 		if err != nil {
 			return err
 		}
-		if err := kvt.Delete(ctx, k); err != nil {
-			return convertTxnError("delete index entry", err)
+		if err := w.del(ctx, k); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (e *editor) getRow(ctx *gms.Context, kvt KVTxn, pk []byte) (gms.Row, bool, error) {
-	v, found, err := kvt.Get(ctx, pk)
+func (e *editor) getRow(ctx *gms.Context, w stmtWriter, pk []byte) (gms.Row, bool, error) {
+	v, found, err := w.get(ctx, pk)
 	if err != nil {
-		return nil, false, convertTxnError("read row", err)
+		return nil, false, err
 	}
 	if !found {
 		return nil, false, nil
@@ -174,7 +211,7 @@ func (e *editor) getRow(ctx *gms.Context, kvt KVTxn, pk []byte) (gms.Row, bool, 
 // checkUnique looks for another row holding row's values in a unique index.
 // self is the primary key of the row being updated (its own entry is no
 // conflict).
-func (e *editor) checkUnique(ctx *gms.Context, kvt KVTxn, row gms.Row, self []byte) error {
+func (e *editor) checkUnique(ctx *gms.Context, w stmtWriter, row gms.Row, self []byte) error {
 	info := e.t.info
 	for _, idx := range info.indexes {
 		if !idx.unique {
@@ -187,9 +224,9 @@ func (e *editor) checkUnique(ctx *gms.Context, kvt KVTxn, row gms.Row, self []by
 		if !ok { // a NULL in the key: never a conflict
 			continue
 		}
-		v, found, err := kvt.Get(ctx, probe)
+		v, found, err := w.get(ctx, probe)
 		if err != nil {
-			return convertTxnError("unique check", err)
+			return err
 		}
 		if !found {
 			continue
@@ -201,7 +238,7 @@ func (e *editor) checkUnique(ctx *gms.Context, kvt KVTxn, row gms.Row, self []by
 		if self != nil && string(otherPK) == string(self) {
 			continue
 		}
-		existing, found, err := e.getRow(ctx, kvt, otherPK)
+		existing, found, err := e.getRow(ctx, w, otherPK)
 		if err != nil {
 			return err
 		}
@@ -219,18 +256,19 @@ func (e *editor) Delete(ctx *gms.Context, row gms.Row) error {
 	if err != nil {
 		return err
 	}
+	w := editorWriter2(ctx, kvt)
 	info := e.t.info
 	if err := info.checkRowShape(row); err != nil {
 		return err
 	}
-	pk, found, err := info.locateRow(ctx, kvt, row)
+	pk, found, err := info.locateRow(ctx, w, row)
 	if err != nil {
 		return err
 	}
 	if !found {
 		return nil
 	}
-	return e.deleteRow(ctx, kvt, pk, row)
+	return e.deleteRow(ctx, w, pk, row)
 }
 
 // Update replaces old by new, moving index entries whose keys changed.
@@ -246,7 +284,8 @@ func (e *editor) Update(ctx *gms.Context, old, new gms.Row) error {
 	if err := info.checkRowShape(new); err != nil {
 		return err
 	}
-	oldPK, found, err := info.locateRow(ctx, kvt, old)
+	w := editorWriter2(ctx, kvt)
+	oldPK, found, err := info.locateRow(ctx, w, old)
 	if err != nil {
 		return err
 	}
@@ -260,7 +299,7 @@ func (e *editor) Update(ctx *gms.Context, old, new gms.Row) error {
 			return err
 		}
 		if string(newPK) != string(oldPK) {
-			existing, found, err := e.getRow(ctx, kvt, newPK)
+			existing, found, err := e.getRow(ctx, w, newPK)
 			if err != nil {
 				return err
 			}
@@ -274,13 +313,13 @@ func (e *editor) Update(ctx *gms.Context, old, new gms.Row) error {
 			return err
 		}
 	}
-	if err := e.checkUnique(ctx, kvt, new, oldPK); err != nil {
+	if err := e.checkUnique(ctx, w, new, oldPK); err != nil {
 		return err
 	}
-	if err := e.deleteRow(ctx, kvt, oldPK, old); err != nil {
+	if err := e.deleteRow(ctx, w, oldPK, old); err != nil {
 		return err
 	}
-	return e.writeRow(ctx, kvt, newPK, new)
+	return e.writeRow(ctx, w, newPK, new)
 }
 
 // Truncate deletes every row (and index entry) and restarts AUTO_INCREMENT.
@@ -305,7 +344,7 @@ func (t *Table) Truncate(ctx *gms.Context) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		if err := t.newEditor().deleteRow(ctx, kvt, e.Key, row); err != nil {
+		if err := t.newEditor().deleteRow(ctx, stmtWriter{kvt: kvt}, e.Key, row); err != nil {
 			return n, err
 		}
 		n++
@@ -316,6 +355,14 @@ func (t *Table) Truncate(ctx *gms.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// editorWriter2 is the writer of the session's transaction.
+func editorWriter2(ctx *gms.Context, kvt KVTxn) stmtWriter {
+	if tx, ok := ctx.GetTransaction().(*Transaction); ok && tx != nil {
+		return tx.writer(kvt)
+	}
+	return stmtWriter{kvt: kvt}
 }
 
 // keyString renders key values the way MySQL's duplicate-key message does.

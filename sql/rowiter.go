@@ -1,6 +1,7 @@
 package qsql
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -49,14 +50,38 @@ func writeTxn(ctx *gms.Context) (*Transaction, KVTxn, error) {
 type rowIter struct {
 	t       *Table
 	p       *scanPartition
-	kvt     KVTxn
+	w       stmtWriter // with an overlay: the statement's writes are seen
 	release func()
 	batch   int
 
 	span    int
-	it      *txn.Iterator
+	base    *txn.Iterator
+	it      kvIterator
 	pending []gms.Row
 	done    bool
+}
+
+type mergeAdapter struct{ m *mergeIter }
+
+func (a mergeAdapter) Next(ctx context.Context) (kv.KeyValue, bool, error) { return a.m.next(ctx) }
+
+// open starts reading span sp.
+func (r *rowIter) open(ctx context.Context, sp kv.Span) {
+	r.base = r.w.kvt.NewIterator(ctx, sp.Key, sp.EndKey, r.p.reverse, r.batch)
+	r.it = r.base
+	if r.w.ov != nil {
+		keys := r.w.ov.span(sp.Key, sp.EndKey, r.p.reverse)
+		if len(keys) > 0 {
+			r.it = mergeAdapter{&mergeIter{base: r.base, ov: r.w.ov, ovKeys: keys, reverse: r.p.reverse}}
+		}
+	}
+}
+
+func (r *rowIter) closeSpan() {
+	if r.base != nil {
+		r.base.Close()
+	}
+	r.base, r.it = nil, nil
 }
 
 func (r *rowIter) Next(ctx *gms.Context) (gms.Row, error) {
@@ -86,15 +111,14 @@ func (r *rowIter) fill(ctx *gms.Context) error {
 			}
 			sp := r.p.spans[r.span]
 			r.span++
-			r.it = r.kvt.NewIterator(ctx, sp.Key, sp.EndKey, r.p.reverse, r.batch)
+			r.open(ctx, sp)
 		}
 		e, ok, err := r.it.Next(ctx)
 		if err != nil {
 			return convertTxnError("scan "+r.t.info.name, err)
 		}
 		if !ok {
-			r.it.Close()
-			r.it = nil
+			r.closeSpan()
 			continue
 		}
 		entries = append(entries, e)
@@ -121,9 +145,9 @@ func (r *rowIter) fill(ctx *gms.Context) error {
 		}
 		keys[i] = pk
 	}
-	res, err := r.kvt.BatchGet(ctx, keys)
+	res, err := r.w.batchGet(ctx, keys)
 	if err != nil {
-		return convertTxnError("index lookup "+r.t.info.name, err)
+		return err
 	}
 	for i, g := range res {
 		if !g.Found {
@@ -139,10 +163,7 @@ func (r *rowIter) fill(ctx *gms.Context) error {
 }
 
 func (r *rowIter) Close(*gms.Context) error {
-	if r.it != nil {
-		r.it.Close()
-		r.it = nil
-	}
+	r.closeSpan()
 	if r.release != nil {
 		r.release()
 		r.release = nil

@@ -254,6 +254,14 @@ func (t *Transaction) finish(ctx context.Context, commit bool) error {
 	if t.kvt == nil {
 		return nil
 	}
+	if commit && t.overlay != nil {
+		// A statement that never completed (no StatementComplete): keep
+		// its writes, as the engine considered it done.
+		if err := t.completeStatement(ctx); err != nil {
+			_ = t.kvt.Rollback(ctx)
+			return err
+		}
+	}
 	if commit {
 		if hook := t.sess.srv.cfg.Knobs.BeforeCommit; hook != nil {
 			hook(t.sess.ID())

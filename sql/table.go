@@ -23,6 +23,9 @@ type Table struct {
 	projSchema gms.Schema
 	// lookup narrows reads to index spans (IndexedAccess).
 	lookup *gms.IndexLookup
+	// ownWrites: reads see the running statement's writes (tables reached
+	// through the foreign key editor); plain scans do not (stmtOverlay).
+	ownWrites bool
 }
 
 var (
@@ -130,7 +133,11 @@ func (t *Table) PartitionRows(ctx *gms.Context, part gms.Partition) (gms.RowIter
 	if err != nil {
 		return nil, err
 	}
-	return &rowIter{t: t, p: p, kvt: kvt, release: release, batch: t.db.srv.cfg.ScanBatchSize}, nil
+	w := stmtWriter{kvt: kvt}
+	if t.ownWrites {
+		w = editorWriter2(ctx, kvt)
+	}
+	return &rowIter{t: t, p: p, w: w, release: release, batch: t.db.srv.cfg.ScanBatchSize}, nil
 }
 
 func lowerName(s string) string { return strings.ToLower(s) }

@@ -197,15 +197,15 @@ func (ti *tableInfo) keylessPrefix(row gms.Row) ([]byte, error) {
 }
 
 // locateRow finds the primary key of a stored row equal to row.
-func (ti *tableInfo) locateRow(ctx context.Context, kvt KVTxn, row gms.Row) ([]byte, bool, error) {
+func (ti *tableInfo) locateRow(ctx context.Context, w stmtWriter, row gms.Row) ([]byte, bool, error) {
 	if ti.hasPrimaryKey() {
 		pk, err := ti.primaryKey(row)
 		if err != nil {
 			return nil, false, err
 		}
-		_, found, err := kvt.Get(ctx, pk)
+		_, found, err := w.get(ctx, pk)
 		if err != nil {
-			return nil, false, convertTxnError("read row", err)
+			return nil, false, err
 		}
 		return pk, found, nil
 	}
@@ -217,9 +217,9 @@ func (ti *tableInfo) locateRow(ctx context.Context, kvt KVTxn, row gms.Row) ([]b
 	if err != nil {
 		return nil, false, err
 	}
-	kvs, err := kvt.Scan(ctx, p, catalog.KeyPrefixEnd(p), 0, false)
+	kvs, err := w.scan(ctx, p, catalog.KeyPrefixEnd(p))
 	if err != nil {
-		return nil, false, convertTxnError("locate row", err)
+		return nil, false, err
 	}
 	for _, e := range kvs {
 		if string(e.Value) == string(want) {
