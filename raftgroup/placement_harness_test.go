@@ -209,21 +209,35 @@ func (c *pdCluster) startNode(id uint64) *pdNode {
 
 // kill crashes node id: its etcd client goes away without revoking
 // anything (the liveness lease and a held placement leadership expire),
-// its server, transport and store stop.
-func (c *pdCluster) kill(id uint64) {
+// its server, transport and store stop. (The driver's resign then fails on
+// the closed client within its 2 s bound.)
+func (c *pdCluster) kill(id uint64) { c.stop(id, true) }
+
+// stop stops node id; a clean stop resigns the driver's leadership and
+// deregisters before closing the etcd client.
+func (c *pdCluster) stop(id uint64, crash bool) {
 	c.mu.Lock()
 	n := c.nodes[id]
-	c.mu.Unlock()
 	if n == nil || n.killed {
+		c.mu.Unlock()
 		return
 	}
 	n.killed = true
-	_ = n.client.Close()
+	c.mu.Unlock()
+	if crash {
+		_ = n.client.Close()
+	}
 	n.cancel()
 	n.server.Stop()
 	_ = n.transport.Close()
 	n.store.Stop()
 	n.done.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = n.reg.Deregister(ctx) // stops its re-registration loop
+	cancel()
+	if !crash {
+		_ = n.client.Close()
+	}
 }
 
 func (c *pdCluster) stopAll() {
@@ -234,12 +248,9 @@ func (c *pdCluster) stopAll() {
 	}
 	c.mu.Unlock()
 	for _, n := range nodes {
-		c.kill(n.id)
+		c.stop(n.id, false)
 	}
 	for _, n := range nodes {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = n.reg.Deregister(ctx) // stops its re-registration loop
-		cancel()
 		n.book.Close()
 		_ = n.admin.Close()
 		_ = n.engine.Close()
