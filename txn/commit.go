@@ -325,12 +325,11 @@ func (t *Txn) validate(ctx context.Context, startTS, commitTS kv.Timestamp, read
 		}
 		serr := &SerializationError{StartTS: startTS, Key: key, Reason: "a read changed before commit"}
 		// Was it a lock (which may still be resolved) or a committed write?
-		resp, err := sendToKey(ctx, db.sender, key, &kv.Request{Get: &kv.GetRequest{Key: key, ReadTS: commitTS}})
+		_, err = sendToKey(ctx, db.sender, key, &kv.Request{Get: &kv.GetRequest{Key: key, ReadTS: commitTS}})
 		lock, isLock := asLocked(err)
 		if err != nil && !isLock {
 			return fmt.Errorf("txn %d: inspect read conflict on %q: %w", startTS, key, err)
 		}
-		_ = resp
 		if !isLock || lock.StartTS == startTS {
 			return serr
 		}

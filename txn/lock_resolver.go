@@ -144,12 +144,7 @@ func (db *DB) handleWriteLock(ctx context.Context, lock *kv.LockedError, myStart
 		return &SerializationError{StartTS: myStartTS, Key: lock.Key,
 			Reason: fmt.Sprintf("write conflict with older transaction %d still committing", lock.StartTS)}
 	}
-	return db.waitWhilePending(ctx, lock, db.cfg.LockWaitTimeout, w)
-}
-
-// waitWhilePending sleeps one backoff step toward limit.
-func (db *DB) waitWhilePending(ctx context.Context, lock *kv.LockedError, limit time.Duration, w *lockWait) error {
-	return w.sleep(ctx, limit, lock)
+	return w.sleep(ctx, db.cfg.LockWaitTimeout, lock)
 }
 
 // asLocked returns the LockedError in err's chain.

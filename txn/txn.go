@@ -226,13 +226,3 @@ func (t *Txn) recordRead(sp kv.Span) int {
 	t.reads = append(t.reads, sp)
 	return len(t.reads) - 1
 }
-
-// bufferedWrites returns the number of buffered mutations.
-func (t *Txn) bufferedWrites() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.buf == nil {
-		return 0
-	}
-	return t.buf.len
-}
