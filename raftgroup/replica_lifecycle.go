@@ -16,6 +16,14 @@ import (
 // The first voter's node campaigns at once so the range gets a leader
 // without waiting for an election timeout.
 func (s *Store) BootstrapRange(ctx context.Context, desc *kv.RangeDescriptor) error {
+	return s.BootstrapRanges(ctx, []*kv.RangeDescriptor{desc})
+}
+
+// BootstrapRanges is BootstrapRange for many ranges at once, with one synced
+// write for all of them. Descriptors must not overlap (not checked: they
+// come from the cluster's own bootstrap). It stops at the first invalid
+// descriptor; ranges before it are created.
+func (s *Store) BootstrapRanges(ctx context.Context, descs []*kv.RangeDescriptor) error {
 	if !s.enter() {
 		return ErrStoreStopped
 	}
@@ -23,55 +31,78 @@ func (s *Store) BootstrapRange(ctx context.Context, desc *kv.RangeDescriptor) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	self, ok := desc.Replica(s.cfg.NodeID)
-	if !ok {
-		return &ReplicaNotInDescriptorError{RangeID: desc.RangeID, NodeID: s.cfg.NodeID}
-	}
-	if desc.NextReplicaID <= maxReplicaID(desc) {
-		return &InvalidChangeError{RangeID: desc.RangeID, Reason: "NextReplicaID must exceed every replica ID"}
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if existing := s.replicas[desc.RangeID]; existing != nil {
-		if existing.Descriptor() != nil {
-			return &RangeExistsError{RangeID: desc.RangeID}
-		}
-		// An uninitialized replica created by an early message from a peer
-		// that bootstrapped first: initialize it in place on its worker.
-		return s.initializeInPlace(existing, desc)
-	}
-	ps, err := loadPersistedState(s.engine.DB(), desc.RangeID)
-	if err != nil {
-		return err
-	}
-	if ps.Descriptor != nil {
-		return &RangeExistsError{RangeID: desc.RangeID}
-	}
-	if ps.Tombstone > self.ReplicaID {
-		return &ReplicaTombstonedError{RangeID: desc.RangeID, ReplicaID: self.ReplicaID, NextReplicaID: ps.Tombstone}
-	}
 	b := s.engine.NewWriteBatch()
 	defer b.Close()
-	if err := writeInitialState(b, desc, self.ReplicaID, ps.HardState); err != nil {
-		return err
+	var fresh []*kv.RangeDescriptor
+	var firstErr error
+	for _, desc := range descs {
+		self, ok := desc.Replica(s.cfg.NodeID)
+		if !ok {
+			firstErr = &ReplicaNotInDescriptorError{RangeID: desc.RangeID, NodeID: s.cfg.NodeID}
+			break
+		}
+		if desc.NextReplicaID <= maxReplicaID(desc) {
+			firstErr = &InvalidChangeError{RangeID: desc.RangeID, Reason: "NextReplicaID must exceed every replica ID"}
+			break
+		}
+		if existing := s.replicas[desc.RangeID]; existing != nil {
+			if existing.Descriptor() != nil {
+				firstErr = &RangeExistsError{RangeID: desc.RangeID}
+				break
+			}
+			// An uninitialized replica created by an early message from a
+			// peer that bootstrapped first: initialize it in place on its
+			// worker.
+			if err := s.initializeInPlace(existing, desc); err != nil {
+				firstErr = err
+				break
+			}
+			continue
+		}
+		ps, err := loadPersistedState(s.engine.DB(), desc.RangeID)
+		if err != nil {
+			firstErr = err
+			break
+		}
+		if ps.Descriptor != nil {
+			firstErr = &RangeExistsError{RangeID: desc.RangeID}
+			break
+		}
+		if ps.Tombstone > self.ReplicaID {
+			firstErr = &ReplicaTombstonedError{RangeID: desc.RangeID, ReplicaID: self.ReplicaID, NextReplicaID: ps.Tombstone}
+			break
+		}
+		if err := writeInitialState(b, desc, self.ReplicaID, ps.HardState); err != nil {
+			firstErr = err
+			break
+		}
+		fresh = append(fresh, desc)
+	}
+	if len(fresh) == 0 {
+		return firstErr
 	}
 	if err := s.engine.Commit(b, true); err != nil {
-		return fmt.Errorf("raftgroup: bootstrap r%d: %w", desc.RangeID, err)
+		return fmt.Errorf("raftgroup: bootstrap %d ranges: %w", len(fresh), err)
 	}
-	if ps, err = loadPersistedState(s.engine.DB(), desc.RangeID); err != nil {
-		return err
+	for _, desc := range fresh {
+		ps, err := loadPersistedState(s.engine.DB(), desc.RangeID)
+		if err != nil {
+			return err
+		}
+		r, err := newReplica(s, desc.RangeID, ps)
+		if err != nil {
+			return err
+		}
+		s.replicas[desc.RangeID] = r
+		if !s.cfg.Knobs.DisableCampaignOnBootstrap && firstVoter(desc) == s.cfg.NodeID {
+			_ = r.runOnOwner(func(r *Replica) { _ = r.raw.Campaign() })
+		} else {
+			s.sched.enqueue(r.rangeID)
+		}
 	}
-	r, err := newReplica(s, desc.RangeID, ps)
-	if err != nil {
-		return err
-	}
-	s.replicas[desc.RangeID] = r
-	if !s.cfg.Knobs.DisableCampaignOnBootstrap && firstVoter(desc) == s.cfg.NodeID {
-		_ = r.runOnOwner(func(r *Replica) { _ = r.raw.Campaign() })
-	} else {
-		s.sched.enqueue(r.rangeID)
-	}
-	return nil
+	return firstErr
 }
 
 // initializeInPlace turns an uninitialized replica into an initialized one

@@ -43,6 +43,26 @@ func (s *scheduler) enqueue(rangeID uint64) {
 	s.mu.Unlock()
 }
 
+// enqueueMany marks many ranges at once (the ticker), under one lock.
+func (s *scheduler) enqueueMany(ids []uint64) {
+	s.mu.Lock()
+	added := false
+	for _, rangeID := range ids {
+		switch s.state[rangeID] {
+		case 0:
+			s.state[rangeID] = schedQueued
+			s.queue = append(s.queue, rangeID)
+			added = true
+		case schedProcessing:
+			s.state[rangeID] = schedDirty
+		}
+	}
+	if added {
+		s.cond.Broadcast()
+	}
+	s.mu.Unlock()
+}
+
 // next blocks until work is queued and takes up to max ranges, now owned by
 // the caller. It returns nil once the scheduler is stopped.
 func (s *scheduler) next(max int, into []uint64) []uint64 {

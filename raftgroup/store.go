@@ -289,6 +289,7 @@ func (s *Store) runTicker() {
 	t := time.NewTicker(s.cfg.TickInterval)
 	defer t.Stop()
 	var rs []*Replica
+	var ids []uint64
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -296,11 +297,13 @@ func (s *Store) runTicker() {
 		case <-t.C:
 		}
 		rs = s.replicaList(rs[:0])
+		ids = ids[:0]
 		for _, r := range rs {
 			if r.tick() {
-				s.sched.enqueue(r.rangeID)
+				ids = append(ids, r.rangeID)
 			}
 		}
+		s.sched.enqueueMany(ids)
 	}
 }
 
