@@ -142,13 +142,11 @@ func (t *Txn) write(key []byte, e bufEntry) error {
 		return err
 	}
 	if t.buf == nil {
-		t.buf = newWriteBuffer(uint64(len(key)) + 1)
+		t.buf = newWriteBuffer(1) // skiplist levels: any fixed seed will do
 	}
 	if e.op == kv.OpLock {
-		if old, ok := t.buf.get(key); ok && old.op != kv.OpLock {
-			return nil // already written: the write conflicts as well as a lock would
-		} else if ok {
-			return nil
+		if _, ok := t.buf.get(key); ok {
+			return nil // already locked or written: a write conflicts as well as a lock
 		}
 	}
 	pos := len(t.buf.undo)
