@@ -24,8 +24,8 @@ import (
 //	SplitRange          <rangeID> <newRangeID> <splitKey>           → ok <left> <right>
 //	TransferLeadership  <rangeID> <targetNode>                      → ok
 //	RangeStats          <splitAboveBytes>                           → ok <n> <stat>*
-//	RemoveLearners      <rangeID>                                   → ok <desc>
-//	  stat = <rangeID> <desc or empty> <leaderNode> <isLeader 0|1> <applied> <bytes> <splitKey>
+//	RepairAbandonedChange <rangeID>                                 → ok <desc>
+//	  stat = <rangeID> <desc or empty> <leaderNode> <isLeader 0|1> <joint 0|1> <applied> <bytes> <splitKey>
 //
 // An answer starts with a status byte: 0 ok, 1 a kv error (kv.MarshalError,
 // so NotLeaderError and friends keep their type), 2 an admin error of this
@@ -37,7 +37,7 @@ const (
 	adminSplitRangeMethod     = "/" + adminServiceName + "/SplitRange"
 	adminTransferMethod       = "/" + adminServiceName + "/TransferLeadership"
 	adminRangeStatsMethod     = "/" + adminServiceName + "/RangeStats"
-	adminRemoveLearnersMethod = "/" + adminServiceName + "/RemoveLearners"
+	adminRepairChangeMethod   = "/" + adminServiceName + "/RepairAbandonedChange"
 
 	adminStatusOK       byte = 0
 	adminStatusKVError  byte = 1
@@ -59,6 +59,9 @@ type RangeStats struct {
 	Descriptor   *kv.RangeDescriptor
 	LeaderNodeID uint64 // 0: unknown
 	IsLeader     bool
+	// JointConfig: the range's raft configuration is joint (a replica
+	// change between its joint step and its end). Led ranges only.
+	JointConfig bool
 	// Applied is the replica's applied index: its advance between two
 	// reports counts the commands the range applied (its write load).
 	Applied uint64
@@ -97,7 +100,7 @@ func adminServiceDesc() *grpc.ServiceDesc {
 			{MethodName: "SplitRange", Handler: adminUnaryHandler(adminSplitRangeMethod, (*adminServer).serveSplitRange)},
 			{MethodName: "TransferLeadership", Handler: adminUnaryHandler(adminTransferMethod, (*adminServer).serveTransferLeadership)},
 			{MethodName: "RangeStats", Handler: adminUnaryHandler(adminRangeStatsMethod, (*adminServer).serveRangeStats)},
-			{MethodName: "RemoveLearners", Handler: adminUnaryHandler(adminRemoveLearnersMethod, (*adminServer).serveRemoveLearners)},
+			{MethodName: "RepairAbandonedChange", Handler: adminUnaryHandler(adminRepairChangeMethod, (*adminServer).serveRepairChange)},
 		},
 		Metadata: "raftgroup/admin_service.go",
 	}
@@ -253,7 +256,7 @@ func (s *adminServer) serveTransferLeadership(ctx context.Context, in []byte) gr
 	return grpcRawFrame{adminStatusOK}
 }
 
-func (s *adminServer) serveRemoveLearners(ctx context.Context, in []byte) grpcRawFrame {
+func (s *adminServer) serveRepairChange(ctx context.Context, in []byte) grpcRawFrame {
 	rangeID, rest, err := transportUvarint(in, "range ID")
 	if err == nil {
 		err = adminExpectEnd(rest)
@@ -261,7 +264,7 @@ func (s *adminServer) serveRemoveLearners(ctx context.Context, in []byte) grpcRa
 	if err != nil {
 		return adminBadRequest(err)
 	}
-	desc, err := s.store.removeLearners(ctx, rangeID)
+	desc, err := s.store.repairAbandonedChange(ctx, rangeID)
 	if err != nil {
 		return adminErrorFrame(err)
 	}
@@ -293,7 +296,11 @@ func (s *adminServer) serveRangeStats(ctx context.Context, in []byte) grpcRawFra
 		if st.IsLeader {
 			leader = 1
 		}
-		out = append(out, leader)
+		joint := byte(0)
+		if st.JointConfig {
+			joint = 1
+		}
+		out = append(out, leader, joint)
 		out = binary.AppendUvarint(out, st.Applied)
 		out = binary.AppendUvarint(out, st.Bytes)
 		out = adminAppendBytes(out, st.SplitKey)
@@ -432,11 +439,13 @@ func (c *AdminClient) ChangeReplicas(ctx context.Context, node, rangeID uint64, 
 	return desc, nil
 }
 
-// RemoveLearners asks node (the range's leader) to remove the learners a
-// failed ChangeReplicas left behind (they block every later change). It
-// returns the range's descriptor without them.
-func (c *AdminClient) RemoveLearners(ctx context.Context, node, rangeID uint64) (*kv.RangeDescriptor, error) {
-	out, err := c.call(ctx, node, adminRemoveLearnersMethod, binary.AppendUvarint(nil, rangeID))
+// RepairAbandonedChange asks node (the range's leader) to finish what a
+// failed ChangeReplicas left behind: it leaves a joint configuration and
+// removes learners (either blocks every later change). It returns the
+// range's resulting descriptor. Call it only when no change of the range
+// can still be running.
+func (c *AdminClient) RepairAbandonedChange(ctx context.Context, node, rangeID uint64) (*kv.RangeDescriptor, error) {
+	out, err := c.call(ctx, node, adminRepairChangeMethod, binary.AppendUvarint(nil, rangeID))
 	if err != nil {
 		return nil, err
 	}
@@ -448,7 +457,7 @@ func (c *AdminClient) RemoveLearners(ctx context.Context, node, rangeID uint64) 
 		err = adminExpectEnd(rest)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("admin remove learners of r%d on node %d: %w", rangeID, node, &MalformedFrameError{Reason: err.Error()})
+		return nil, fmt.Errorf("admin repair of r%d on node %d: %w", rangeID, node, &MalformedFrameError{Reason: err.Error()})
 	}
 	return desc, nil
 }
@@ -514,8 +523,8 @@ func adminDecodeStats(b []byte) ([]RangeStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Each entry takes at least 7 bytes: a count above that is garbage.
-	if n > uint64(len(rest))/7+1 {
+	// Each entry takes at least 8 bytes: a count above that is garbage.
+	if n > uint64(len(rest))/8+1 {
 		return nil, fmt.Errorf("%d ranges claimed in %d bytes", n, len(rest))
 	}
 	out := make([]RangeStats, n)
@@ -534,6 +543,10 @@ func adminDecodeStats(b []byte) ([]RangeStats, error) {
 			return nil, fmt.Errorf("bad leader flag")
 		}
 		st.IsLeader, rest = rest[0] == 1, rest[1:]
+		if len(rest) == 0 || rest[0] > 1 {
+			return nil, fmt.Errorf("bad joint flag")
+		}
+		st.JointConfig, rest = rest[0] == 1, rest[1:]
 		if st.Applied, rest, err = transportUvarint(rest, "applied"); err != nil {
 			return nil, err
 		}
@@ -565,6 +578,9 @@ type rangeSizeEntry struct {
 	generation, applied, splitAbove uint64
 	bytes                           uint64
 	splitKey                        []byte
+	// joint only changes with a configuration change, which raises the
+	// generation: it is read once per generation.
+	joint bool
 }
 
 func newRangeSizeCache(store *Store) *rangeSizeCache {
@@ -583,11 +599,18 @@ func (c *rangeSizeCache) stats(ctx context.Context, splitAbove uint64) ([]RangeS
 		st := RangeStats{RangeID: ri.RangeID, Descriptor: ri.Descriptor, LeaderNodeID: ri.LeaderNodeID, IsLeader: ri.IsLeader, Applied: ri.Applied}
 		if ri.IsLeader && ri.Descriptor != nil {
 			seen[ri.RangeID] = true
-			e, err := c.measure(ri, splitAbove)
-			if err != nil {
+			e, err := c.measure(ctx, ri, splitAbove)
+			switch {
+			case err == nil:
+				st.Bytes, st.SplitKey, st.JointConfig = e.bytes, e.splitKey, e.joint
+			case ctx.Err() != nil:
 				return nil, err
+			default:
+				// The replica went away or failed to read: report it
+				// without leadership so nobody acts on it this round.
+				c.store.log.Warn("admin: range stats unavailable", "range", ri.RangeID, "err", err)
+				st.IsLeader = false
 			}
-			st.Bytes, st.SplitKey = e.bytes, e.splitKey
 		}
 		out = append(out, st)
 	}
@@ -601,18 +624,26 @@ func (c *rangeSizeCache) stats(ctx context.Context, splitAbove uint64) ([]RangeS
 	return out, nil
 }
 
-func (c *rangeSizeCache) measure(ri RangeInfo, splitAbove uint64) (rangeSizeEntry, error) {
+func (c *rangeSizeCache) measure(ctx context.Context, ri RangeInfo, splitAbove uint64) (rangeSizeEntry, error) {
 	c.mu.Lock()
 	e, ok := c.entries[ri.RangeID]
 	c.mu.Unlock()
-	if ok && e.generation == ri.Descriptor.Generation && e.applied == ri.Applied && e.splitAbove == splitAbove {
+	sameGen := ok && e.generation == ri.Descriptor.Generation
+	if sameGen && e.applied == ri.Applied && e.splitAbove == splitAbove {
 		return e, nil
+	}
+	joint := e.joint
+	if !sameGen {
+		var err error
+		if joint, err = c.store.inJointConfig(ctx, ri.RangeID); err != nil {
+			return rangeSizeEntry{}, err
+		}
 	}
 	bytes, splitKey, err := measureRange(c.store.engine, ri.Descriptor, splitAbove)
 	if err != nil {
 		return rangeSizeEntry{}, err
 	}
-	e = rangeSizeEntry{generation: ri.Descriptor.Generation, applied: ri.Applied, splitAbove: splitAbove, bytes: bytes, splitKey: splitKey}
+	e = rangeSizeEntry{generation: ri.Descriptor.Generation, applied: ri.Applied, splitAbove: splitAbove, bytes: bytes, splitKey: splitKey, joint: joint}
 	c.mu.Lock()
 	c.entries[ri.RangeID] = e
 	c.mu.Unlock()

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/quorumdb/quorumdb/kv"
 )
@@ -38,10 +41,19 @@ func adminSplit(t *testing.T, ctx context.Context, c *pdCluster, admin *AdminCli
 	return left, right
 }
 
+func pdStatOf(stats []RangeStats, rangeID uint64) RangeStats {
+	for _, st := range stats {
+		if st.RangeID == rangeID {
+			return st
+		}
+	}
+	return RangeStats{}
+}
+
 // TestAdminServiceCommandsLeaders drives stores through the admin service
 // over gRPC: stats with sizes and a user-key split key, replica changes,
 // leadership transfer, split, typed errors, and the removal of a learner
-// left by a change that could not finish.
+// and the joint configuration left by changes that could not finish.
 func TestAdminServiceCommandsLeaders(t *testing.T) {
 	c := newPDCluster(t, pdOptions{noDriver: true})
 	for id := uint64(1); id <= 4; id++ {
@@ -135,15 +147,42 @@ func TestAdminServiceCommandsLeaders(t *testing.T) {
 	if _, err := admin.ChangeReplicas(ctx, 2, 1, nil, []uint64{3}); !errors.As(err, &invalid) {
 		t.Fatalf("change with a learner present: %v", err)
 	}
-	desc, err = admin.RemoveLearners(ctx, 2, 1)
+	desc, err = admin.RepairAbandonedChange(ctx, 2, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := desc.Replica(4); ok || len(desc.Replicas) != 3 || desc.Generation <= withLearner.Generation {
 		t.Fatalf("after removing the learner: %s (was %s)", desc, withLearner)
 	}
-	if desc, err = admin.ChangeReplicas(ctx, 2, 1, nil, []uint64{3}); err != nil || len(desc.Replicas) != 2 {
-		t.Fatalf("change after the learner's removal: %v %v", desc, err)
+
+	// A change that entered its joint configuration and stopped there (its
+	// leader lost the leadership before leaving it): stats report it, and
+	// the repair leaves it with the descriptor the joint step installed.
+	r := c.node(2).store.replica(1)
+	joint := desc.Clone()
+	joint.Generation++
+	n3, _ := joint.Replica(3)
+	joint.Replicas = slices.DeleteFunc(joint.Replicas, func(rd kv.ReplicaDescriptor) bool { return rd.NodeID == 3 })
+	cc := &raftpb.ConfChangeV2{Transition: raftpb.ConfChangeTransitionJointExplicit.Enum(),
+		Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(n3.ReplicaID)}}}
+	if err := r.proposeConfChange(ctx, cc, joint); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := admin.RangeStats(ctx, 2, 0); err != nil || !pdStatOf(st, 1).JointConfig {
+		t.Fatalf("stats in a joint configuration: %+v %v", st, err)
+	}
+	desc, err = admin.RepairAbandonedChange(ctx, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(desc.Replicas) != 2 || desc.Generation != joint.Generation+1 {
+		t.Fatalf("after leaving the joint configuration: %s", desc)
+	}
+	if st, err := admin.RangeStats(ctx, 2, 0); err != nil || pdStatOf(st, 1).JointConfig {
+		t.Fatalf("stats after the repair: %+v %v", st, err)
+	}
+	if desc, err = admin.ChangeReplicas(ctx, 2, 1, nil, []uint64{1}); err != nil || len(desc.Replicas) != 1 {
+		t.Fatalf("change after the repairs: %v %v", desc, err)
 	}
 	for _, k := range keys {
 		if v, found, err := c.get(ctx, k); err != nil || !found || len(v) != 50 {

@@ -14,15 +14,39 @@ import (
 // the Store; the Store's owner may fold it into ChangeReplicas and delete
 // it.
 
-// removeLearners removes every learner of rangeID (a replica added by a
-// ChangeReplicas that failed before promoting it: the leader changed or the
-// learner did not catch up in time). ChangeReplicas refuses any change
-// while a learner is present, so without this a failed change would leave
-// the range unchangeable. Removing a learner does not touch the voters: it
-// is one simple configuration change, committed by the current quorum. It
-// must run on the range's leader and returns the new descriptor (the
-// current one when there is no learner).
-func (s *Store) removeLearners(ctx context.Context, rangeID uint64) (*kv.RangeDescriptor, error) {
+// inJointConfig reports whether the raft configuration of rangeID is joint
+// (C_old ∧ C_new), read on the replica's worker. Read-only.
+func (s *Store) inJointConfig(ctx context.Context, rangeID uint64) (bool, error) {
+	r := s.replica(rangeID)
+	if r == nil {
+		return false, &kv.RangeNotFoundError{RangeID: rangeID}
+	}
+	ch := make(chan bool, 1)
+	if err := r.runOnOwner(func(r *Replica) { ch <- len(r.raw.Status().Config.Voters[1]) > 0 }); err != nil {
+		return false, err
+	}
+	select {
+	case joint := <-ch:
+		return joint, nil
+	case <-ctx.Done():
+		return false, fmt.Errorf("raftgroup: r%d: read configuration: %w", rangeID, ctx.Err())
+	}
+}
+
+// repairAbandonedChange finishes what a ChangeReplicas that stopped half
+// way (its leader lost the leadership, its deadline passed) left behind:
+//
+//   - a joint configuration is left (an empty ConfChangeV2), with the
+//     descriptor the joint step installed: raft refuses every other
+//     membership change while joint, and a new leader does not leave it
+//     on its own (the transition is explicit);
+//   - learners are removed: ChangeReplicas refuses any change while a
+//     learner is present. Removing a learner does not touch the voters: it
+//     is one simple change committed by the current quorum.
+//
+// It must run on the range's leader and returns the resulting descriptor.
+// The caller makes sure no ChangeReplicas of the range still runs.
+func (s *Store) repairAbandonedChange(ctx context.Context, rangeID uint64) (*kv.RangeDescriptor, error) {
 	if s.stopped.Load() {
 		return nil, ErrStoreStopped
 	}
@@ -35,7 +59,19 @@ func (s *Store) removeLearners(ctx context.Context, rangeID uint64) (*kv.RangeDe
 	if err := r.waitLeadership(ctx); err != nil {
 		return nil, err
 	}
+	joint, err := s.inJointConfig(ctx, rangeID)
+	if err != nil {
+		return nil, err
+	}
 	desc := r.Descriptor()
+	if joint {
+		nd := desc.Clone()
+		nd.Generation++
+		if err := r.proposeConfChange(ctx, &raftpb.ConfChangeV2{}, nd); err != nil {
+			return nil, fmt.Errorf("raftgroup: r%d: leave the joint configuration: %w", rangeID, err)
+		}
+		desc = nd
+	}
 	for {
 		var learner *kv.ReplicaDescriptor
 		for i := range desc.Replicas {

@@ -33,7 +33,7 @@ type PlacementAdmin interface {
 	SplitRange(ctx context.Context, node, rangeID uint64, splitKey []byte, newRangeID uint64) (left, right *kv.RangeDescriptor, err error)
 	TransferLeadership(ctx context.Context, node, rangeID, target uint64) error
 	RangeStats(ctx context.Context, node uint64, splitAboveBytes uint64) ([]RangeStats, error)
-	RemoveLearners(ctx context.Context, node, rangeID uint64) (*kv.RangeDescriptor, error)
+	RepairAbandonedChange(ctx context.Context, node, rangeID uint64) (*kv.RangeDescriptor, error)
 }
 
 // RangeIDAllocator hands out range IDs never used before.
@@ -174,10 +174,10 @@ type PlacementDriver struct {
 	rounds  atomic.Uint64
 
 	// Owned by the leader loop (one goroutine).
-	downSince    map[uint64]time.Time
-	lastApply    map[uint64]applySample
-	learnerSince map[uint64]time.Time // first round that saw a learner in the range
-	lastNotes    map[uint64]string    // the last "not acting" reason logged per range
+	downSince  map[uint64]time.Time
+	lastApply  map[uint64]applySample
+	changeSeen map[uint64]time.Time // first round that saw a learner or joint configuration in the range
+	lastNotes  map[uint64]string    // the last "not acting" reason logged per range
 
 	// changeOver maps a range to the time by which the last failed replica
 	// change sent to it has certainly ended (written by the round's
@@ -197,13 +197,13 @@ func NewPlacementDriver(cfg PlacementConfig) (*PlacementDriver, error) {
 		return nil, err
 	}
 	return &PlacementDriver{
-		cfg:          cfg,
-		log:          cfg.Logger.With("component", "placement", "node", cfg.NodeID),
-		downSince:    map[uint64]time.Time{},
-		lastApply:    map[uint64]applySample{},
-		learnerSince: map[uint64]time.Time{},
-		lastNotes:    map[uint64]string{},
-		changeOver:   map[uint64]time.Time{},
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "placement", "node", cfg.NodeID),
+		downSince:  map[uint64]time.Time{},
+		lastApply:  map[uint64]applySample{},
+		changeSeen: map[uint64]time.Time{},
+		lastNotes:  map[uint64]string{},
+		changeOver: map[uint64]time.Time{},
 	}, nil
 }
 
@@ -245,7 +245,7 @@ func (d *PlacementDriver) lead(ctx context.Context, l *cluster.Leadership) {
 	// come back in between.
 	clear(d.downSince)
 	clear(d.lastApply)
-	clear(d.learnerSince)
+	clear(d.changeSeen)
 	clear(d.lastNotes)
 	lctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -380,7 +380,7 @@ func (d *PlacementDriver) observe(ctx context.Context) (placementInput, error) {
 				continue // a deposed leader that has not heard yet
 			}
 			led[st.RangeID] = &placementRange{Desc: st.Descriptor, Leader: rep.node, Bytes: st.Bytes, SplitKey: st.SplitKey,
-				ApplyRate: d.applyRate(st.RangeID, st.Applied, now)}
+				JointConfig: st.JointConfig, ApplyRate: d.applyRate(st.RangeID, st.Applied, now)}
 		}
 	}
 	in := placementInput{Nodes: nodes}
@@ -393,7 +393,7 @@ func (d *PlacementDriver) observe(ctx context.Context) (placementInput, error) {
 		}
 		in.Ranges = append(in.Ranges, &placementRange{Desc: desc, ApplyRate: -1})
 	}
-	d.markStaleLearners(in.Ranges, now)
+	d.markAbandonedChanges(in.Ranges, now)
 	// Liveness history: every node named by a replica but not live is down
 	// since the first round that saw it so; it is dead after the grace.
 	for _, r := range in.Ranges {
@@ -419,30 +419,32 @@ func (d *PlacementDriver) observe(ctx context.Context) (placementInput, error) {
 	return in, nil
 }
 
-// markStaleLearners flags the ranges whose learner no running change can
-// still promote: the change this driver sent failed and is over, or the
-// learner has been there longer than any change may run.
-func (d *PlacementDriver) markStaleLearners(ranges []*placementRange, now time.Time) {
+// markAbandonedChanges flags the ranges whose learner or joint
+// configuration no running change can still finish: the change this driver
+// sent failed and is over, or the state has lasted longer than any change
+// may run.
+func (d *PlacementDriver) markAbandonedChanges(ranges []*placementRange, now time.Time) {
 	d.changeMu.Lock()
 	defer d.changeMu.Unlock()
-	withLearner := map[uint64]bool{}
+	inChange := map[uint64]bool{}
 	for _, r := range ranges {
-		if r.Leader == 0 || !slices.ContainsFunc(r.Desc.Replicas, func(rd kv.ReplicaDescriptor) bool { return rd.Type == kv.Learner }) {
+		learner := slices.ContainsFunc(r.Desc.Replicas, func(rd kv.ReplicaDescriptor) bool { return rd.Type == kv.Learner })
+		if r.Leader == 0 || (!learner && !r.JointConfig) {
 			continue
 		}
 		id := r.Desc.RangeID
-		withLearner[id] = true
-		since, ok := d.learnerSince[id]
+		inChange[id] = true
+		since, ok := d.changeSeen[id]
 		if !ok {
 			since = now
-			d.learnerSince[id] = now
+			d.changeSeen[id] = now
 		}
 		over, failed := d.changeOver[id]
-		r.StaleLearner = (failed && !now.Before(over)) || now.Sub(since) >= d.cfg.ChangeTimeout+d.cfg.Interval
+		r.Abandoned = (failed && !now.Before(over)) || now.Sub(since) >= d.cfg.ChangeTimeout+d.cfg.Interval
 	}
-	for id := range d.learnerSince {
-		if !withLearner[id] {
-			delete(d.learnerSince, id)
+	for id := range d.changeSeen {
+		if !inChange[id] {
+			delete(d.changeSeen, id)
 			delete(d.changeOver, id)
 		}
 	}
@@ -507,11 +509,11 @@ func (d *PlacementDriver) execute(ctx context.Context, a placementAction) {
 		} else {
 			d.noteFailedChange(a.RangeID, err, start.Add(d.cfg.ChangeTimeout))
 		}
-	case actionRemoveLearners:
+	case actionRepairChange:
 		var desc *kv.RangeDescriptor
-		desc, err = d.cfg.Admin.RemoveLearners(ctx, a.Leader, a.RangeID)
+		desc, err = d.cfg.Admin.RepairAbandonedChange(ctx, a.Leader, a.RangeID)
 		if err == nil {
-			d.log.Info("placement: leftover learners removed", "range", a.RangeID, "desc", desc.String())
+			d.log.Info("placement: abandoned replica change cleaned up", "range", a.RangeID, "desc", desc.String())
 		}
 	case actionTransferLeader:
 		err = d.cfg.Admin.TransferLeadership(ctx, a.Leader, a.RangeID, a.Target)

@@ -35,9 +35,12 @@ type placementRange struct {
 	// ApplyRate is the commands applied per second since the last round
 	// (negative: unknown).
 	ApplyRate float64
-	// StaleLearner: the descriptor holds a learner that no running change
-	// can still promote (the change that added it is over).
-	StaleLearner bool
+	// JointConfig: the raft configuration is joint (reported by the
+	// leader).
+	JointConfig bool
+	// Abandoned: the learner or joint configuration the range has was left
+	// by a replica change that is over (no running change can finish it).
+	Abandoned bool
 }
 
 // placementInput is a round's observation.
@@ -64,7 +67,7 @@ const (
 	actionMoveReplica
 	actionTransferLeader
 	actionSplit
-	actionRemoveLearners
+	actionRepairChange
 )
 
 func (k placementActionKind) String() string {
@@ -81,8 +84,8 @@ func (k placementActionKind) String() string {
 		return "transfer-leader"
 	case actionSplit:
 		return "split"
-	case actionRemoveLearners:
-		return "remove-learners"
+	case actionRepairChange:
+		return "repair-abandoned-change"
 	}
 	return "unknown"
 }
@@ -117,7 +120,8 @@ type placementNote struct {
 
 // planPlacement decides this round's actions, at most one per range:
 //
-//  1. repair: a learner left by a failed change is removed; a range with a voter on a dead node gets a replacement on a
+//  1. repair: a learner or joint configuration left by a failed change is
+//     cleaned up; a range with a voter on a dead node gets a replacement on a
 //     reachable live node, added and caught up before the dead replica is
 //     removed (one ChangeReplicas: learner, catch-up, then one joint
 //     configuration); a range under the replication factor (capped by the
@@ -212,14 +216,14 @@ func planPlacement(in placementInput, rules placementRules) ([]placementAction, 
 				absent = append(absent, rd.NodeID)
 			}
 		}
-		if learner {
+		if learner || r.JointConfig {
 			healthy = false
-			if r.StaleLearner {
-				add(placementAction{Kind: actionRemoveLearners, RangeID: d.RangeID, Leader: r.Leader,
-					Reason: "a learner left by a failed replica change blocks every later change"})
+			if r.Abandoned {
+				add(placementAction{Kind: actionRepairChange, RangeID: d.RangeID, Leader: r.Leader,
+					Reason: "a replica change stopped half way (learner or joint configuration left) and blocks every later change"})
 				continue
 			}
-			notes = append(notes, placementNote{d.RangeID, "a membership change is in progress (learner present); waiting"})
+			notes = append(notes, placementNote{d.RangeID, "a membership change is in progress (learner or joint configuration); waiting"})
 			continue
 		}
 		quorum := len(d.Replicas)/2 + 1

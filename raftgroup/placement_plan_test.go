@@ -92,16 +92,27 @@ func TestPlanReplacesDeadReplicaAddingFirst(t *testing.T) {
 	}
 }
 
-func TestPlanLearnerWaitsUnlessStale(t *testing.T) {
+func TestPlanHalfDoneChangeWaitsUnlessAbandoned(t *testing.T) {
 	r := pdPlanRange(1, "", "", 1, 2, 3)
 	r.Desc.Replicas = append(r.Desc.Replicas, kv.ReplicaDescriptor{NodeID: 4, ReplicaID: 4, Type: kv.Learner})
 	in := placementInput{Nodes: pdPlanNodes([]uint64{1, 2, 3, 4}, nil, nil), Ranges: []*placementRange{r}}
 	if acts, notes := planPlacement(in, pdRules); len(acts) != 0 || len(notes) != 1 {
 		t.Fatalf("fresh learner: %s %v", pdActionsString(acts), notes)
 	}
-	r.StaleLearner = true
-	if acts, _ := planPlacement(in, pdRules); len(acts) != 1 || acts[0].Kind != actionRemoveLearners {
-		t.Fatalf("stale learner: %s", pdActionsString(acts))
+	r.Abandoned = true
+	if acts, _ := planPlacement(in, pdRules); len(acts) != 1 || acts[0].Kind != actionRepairChange {
+		t.Fatalf("abandoned learner: %s", pdActionsString(acts))
+	}
+	// A joint configuration without learners likewise.
+	j := pdPlanRange(1, "", "", 1, 2, 3)
+	j.JointConfig = true
+	in.Ranges = []*placementRange{j}
+	if acts, notes := planPlacement(in, pdRules); len(acts) != 0 || len(notes) != 1 {
+		t.Fatalf("fresh joint configuration: %s %v", pdActionsString(acts), notes)
+	}
+	j.Abandoned = true
+	if acts, _ := planPlacement(in, pdRules); len(acts) != 1 || acts[0].Kind != actionRepairChange {
+		t.Fatalf("abandoned joint configuration: %s", pdActionsString(acts))
 	}
 }
 
