@@ -121,6 +121,11 @@ func runOne(t *testing.T, wl Workload, nem Nemesis, d time.Duration) *Report {
 		t.Fatalf("%s: run failed: %v", name, err)
 	}
 	t.Logf("\n%s", rep.Summary())
+	for _, e := range rep.HarnessError {
+		if strings.HasPrefix(e, "skipped: ") {
+			t.Skip(e)
+		}
+	}
 	for _, a := range rep.Anomalies() {
 		t.Errorf("%s: %s", name, a)
 	}

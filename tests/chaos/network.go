@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -116,7 +117,9 @@ func ipCmd(args ...string) error {
 func newNetnsNetwork(nodes int) (*netnsNetwork, error) {
 	removeStaleNamespaces()
 	pid := os.Getpid()
-	n := &netnsNetwork{prefix: fmt.Sprintf("qc%x", pid), nodes: nodes, cuts: map[[2]int]bool{}}
+	// The random part keeps successive clusters of one process apart: the
+	// kernel tears a deleted namespace down asynchronously.
+	n := &netnsNetwork{prefix: fmt.Sprintf("qc%xr%02x", pid, rand.IntN(256)), nodes: nodes, cuts: map[[2]int]bool{}}
 	// A /24 in 10.200-249.x that no interface here uses yet.
 	used := map[string]bool{}
 	if addrs, err := net.InterfaceAddrs(); err == nil {
@@ -128,7 +131,7 @@ func newNetnsNetwork(nodes int) (*netnsNetwork, error) {
 		}
 	}
 	for k := 0; k < 50*256; k++ {
-		s := fmt.Sprintf("10.%d.%d.", 200+(pid+k)/256%50, (pid+k)%256)
+		s := fmt.Sprintf("10.%d.%d.", 200+(pid+k+int(n.prefix[len(n.prefix)-1]))/256%50, (pid+k)%256)
 		if !used[s] {
 			n.subnet = s
 			break
@@ -270,6 +273,9 @@ func (n *netnsNetwork) FixedPorts() bool { return true }
 // bridge. Processes still inside must have been stopped.
 func (n *netnsNetwork) Close() error {
 	for i := etcdIndex; i < n.nodes; i++ {
+		// Deleting the outer end removes the pair at once; the namespace
+		// itself is torn down by the kernel later.
+		_ = ipCmd("link", "del", n.veth(i))
 		_ = ipCmd("netns", "del", n.ns(i))
 	}
 	_ = ipCmd("link", "del", n.bridge())
@@ -290,7 +296,8 @@ func removeStaleNamespaces() {
 		if !ok {
 			continue
 		}
-		hexPID, _, _ := strings.Cut(rest, "-")
+		prefix, _, _ := strings.Cut(rest, "-")
+		hexPID, _, _ := strings.Cut(prefix, "r")
 		var pid int
 		if _, err := fmt.Sscanf(hexPID, "%x", &pid); err != nil || processAlive(pid) {
 			continue
@@ -306,7 +313,7 @@ func removeStaleNamespaces() {
 			}
 		}
 		_ = ipCmd("netns", "del", name)
-		_ = ipCmd("link", "del", "qc"+hexPID+"b")
+		_ = ipCmd("link", "del", "qc"+prefix+"b")
 	}
 }
 

@@ -189,10 +189,12 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 			cfg.Logger.Info("fault", "kind", ev.Kind, "nodes", ev.Nodes, "detail", ev.Detail)
 			sleep(hold)
 			target, _ := c.Ranges(ctx)
+			// The heal's time is when it began: recovery is measured from
+			// there (a restart's own start-up time counts as unavailability).
+			healAt := rec.Now()
 			hctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 			err = heal(hctx)
 			cancel()
-			healAt := rec.Now()
 			if err != nil {
 				rep.HarnessError = append(rep.HarnessError, fmt.Sprintf("heal %s at %s: %v", ev.Kind, fmtDur(healAt), err))
 			}

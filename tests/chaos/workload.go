@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -145,6 +146,51 @@ func readAll(ctx context.Context, d time.Duration, fn func(ctx context.Context) 
 	})
 }
 
+// finalRounds reads the end state through every node until all the reads
+// agree or d passes, and records the last round. Reads may differ for a
+// moment: a write whose client gave up when the run ended (recorded
+// unknown) can still commit between two of them.
+func finalRounds(ctx context.Context, rec *Recorder, clients []Client, d time.Duration,
+	read func(ctx context.Context, cl Client) checker.Op, render func(checker.Op) string) {
+	deadline := time.Now().Add(d)
+	for {
+		round := make([]checker.Op, 0, len(clients))
+		agree := true
+		for _, cl := range clients {
+			op := read(ctx, cl)
+			op.Final = true
+			round = append(round, op)
+			if op.Outcome != checker.OK || render(op) != render(round[0]) {
+				agree = false
+			}
+		}
+		if agree || time.Now().After(deadline) || ctx.Err() != nil {
+			for _, op := range round {
+				rec.Add(op)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// readOp runs one final read with retries and records its outcome.
+func readOp(ctx context.Context, rec *Recorder, op checker.Op, fn func(ctx context.Context, op *checker.Op) error) checker.Op {
+	op.Invoke = rec.Now()
+	err := readAll(ctx, 20*time.Second, func(ctx context.Context) error { return fn(ctx, &op) })
+	op.Complete, op.Outcome, op.Err = rec.Now(), outcomeOf(err, true), errString(err)
+	return op
+}
+
+func renderSorted(op checker.Op) string {
+	xs := append([]int64(nil), op.Elements...)
+	sort.Slice(xs, func(a, b int) bool { return xs[a] < xs[b] })
+	return fmt.Sprint(xs)
+}
+
 // ---------------------------------------------------------------- bank
 
 // Bank transfers between accounts; each transfer writes a ledger row in
@@ -258,25 +304,18 @@ func (w *Bank) read(ctx context.Context, db *sql.DB) (map[int]int64, error) {
 }
 
 func (w *Bank) Final(ctx context.Context, rec *Recorder, clients []Client) {
-	for _, cl := range clients {
-		node, db := cl.Node, cl.DB
-		op := checker.Op{Node: node, F: "read", Final: true, Invoke: rec.Now()}
-		err := readAll(ctx, 20*time.Second, func(ctx context.Context) error {
+	finalRounds(ctx, rec, clients, 20*time.Second, func(ctx context.Context, cl Client) checker.Op {
+		return readOp(ctx, rec, checker.Op{Node: cl.Node, F: "read"}, func(ctx context.Context, op *checker.Op) error {
 			var err error
-			op.Balances, err = w.read(ctx, db)
+			op.Balances, err = w.read(ctx, cl.DB)
 			return err
 		})
-		op.Complete, op.Outcome, op.Err = rec.Now(), outcomeOf(err, true), errString(err)
-		rec.Add(op)
-	}
-	db := clients[0].DB
-	op := checker.Op{Node: clients[0].Node, F: "ledger", Final: true, Invoke: rec.Now()}
-	err := readAll(ctx, 20*time.Second, func(ctx context.Context) error {
-		ids, err := queryInts(ctx, db, "SELECT id FROM ledger")
-		op.Elements = ids
+	}, func(op checker.Op) string { return fmt.Sprint(op.Balances) })
+	op := readOp(ctx, rec, checker.Op{Node: clients[0].Node, F: "ledger", Final: true}, func(ctx context.Context, op *checker.Op) error {
+		var err error
+		op.Elements, err = queryInts(ctx, clients[0].DB, "SELECT id FROM ledger")
 		return err
 	})
-	op.Complete, op.Outcome, op.Err = rec.Now(), outcomeOf(err, true), errString(err)
 	rec.Add(op)
 }
 
@@ -390,17 +429,13 @@ func (w *Register) Worker(ctx context.Context, rec *Recorder, process int, clien
 }
 
 func (w *Register) Final(ctx context.Context, rec *Recorder, clients []Client) {
-	for _, cl := range clients {
-		node, db := cl.Node, cl.DB
-		op := checker.Op{Node: node, F: "read", Final: true, Invoke: rec.Now()}
-		err := readAll(ctx, 20*time.Second, func(ctx context.Context) error {
-			vals, err := queryInts(ctx, db, "SELECT v FROM registers ORDER BY k")
-			op.Elements = vals
+	finalRounds(ctx, rec, clients, 20*time.Second, func(ctx context.Context, cl Client) checker.Op {
+		return readOp(ctx, rec, checker.Op{Node: cl.Node, F: "read"}, func(ctx context.Context, op *checker.Op) error {
+			var err error
+			op.Elements, err = queryInts(ctx, cl.DB, "SELECT v FROM registers ORDER BY k")
 			return err
 		})
-		op.Complete, op.Outcome, op.Err = rec.Now(), outcomeOf(err, true), errString(err)
-		rec.Add(op)
-	}
+	}, func(op checker.Op) string { return fmt.Sprint(op.Elements) })
 }
 
 func (w *Register) Check(ops []checker.Op) []checker.Result {
@@ -449,17 +484,13 @@ func (w *Set) Worker(ctx context.Context, rec *Recorder, process int, clients []
 }
 
 func (w *Set) Final(ctx context.Context, rec *Recorder, clients []Client) {
-	for _, cl := range clients {
-		node, db := cl.Node, cl.DB
-		op := checker.Op{Node: node, F: "read", Final: true, Invoke: rec.Now()}
-		err := readAll(ctx, 20*time.Second, func(ctx context.Context) error {
-			vals, err := queryInts(ctx, db, "SELECT v FROM elems")
-			op.Elements = vals
+	finalRounds(ctx, rec, clients, 20*time.Second, func(ctx context.Context, cl Client) checker.Op {
+		return readOp(ctx, rec, checker.Op{Node: cl.Node, F: "read"}, func(ctx context.Context, op *checker.Op) error {
+			var err error
+			op.Elements, err = queryInts(ctx, cl.DB, "SELECT v FROM elems")
 			return err
 		})
-		op.Complete, op.Outcome, op.Err = rec.Now(), outcomeOf(err, true), errString(err)
-		rec.Add(op)
-	}
+	}, renderSorted)
 }
 
 func (w *Set) Check(ops []checker.Op) []checker.Result { return []checker.Result{checker.Set(ops)} }
@@ -570,12 +601,10 @@ func (w *ListAppend) Worker(ctx context.Context, rec *Recorder, process int, cli
 }
 
 func (w *ListAppend) Final(ctx context.Context, rec *Recorder, clients []Client) {
-	for _, cl := range clients {
-		node, db := cl.Node, cl.DB
-		op := checker.Op{Node: node, F: "txn", Final: true, Invoke: rec.Now()}
-		err := readAll(ctx, 20*time.Second, func(ctx context.Context) error {
+	finalRounds(ctx, rec, clients, 20*time.Second, func(ctx context.Context, cl Client) checker.Op {
+		return readOp(ctx, rec, checker.Op{Node: cl.Node, F: "txn"}, func(ctx context.Context, op *checker.Op) error {
 			op.Mops = nil
-			err, _ := txnStep(ctx, db, func(tx *sql.Tx) error {
+			err, _ := txnStep(ctx, cl.DB, func(tx *sql.Tx) error {
 				for k := 0; k < w.Keys; k++ {
 					l, err := readList(ctx, tx, k)
 					if err != nil {
@@ -587,9 +616,7 @@ func (w *ListAppend) Final(ctx context.Context, rec *Recorder, clients []Client)
 			})
 			return err
 		})
-		op.Complete, op.Outcome, op.Err = rec.Now(), outcomeOf(err, true), errString(err)
-		rec.Add(op)
-	}
+	}, func(op checker.Op) string { return fmt.Sprint(op.Mops) })
 }
 
 func (w *ListAppend) Check(ops []checker.Op) []checker.Result {
