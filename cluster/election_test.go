@@ -7,6 +7,7 @@ import (
 )
 
 func TestCampaignResignHandsOver(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t, 30*time.Second)
 	c1 := connectTest(t)
 	c2 := connectTest(t)

@@ -55,6 +55,7 @@ func TestEmbeddedEtcdBadConfig(t *testing.T) {
 }
 
 func TestEmbeddedEtcdStaticThreeMemberCluster(t *testing.T) {
+	t.Parallel()
 	names := []string{"m1", "m2", "m3"}
 	var peers []string
 	clientURLs := map[string]string{}
@@ -81,7 +82,8 @@ func TestEmbeddedEtcdStaticThreeMemberCluster(t *testing.T) {
 		if err != nil {
 			t.Fatalf("member %s: %v", names[i], err)
 		}
-		defer members[i].Close()
+		// A cleanup, so it runs after the clients below are closed.
+		t.Cleanup(members[i].Close)
 	}
 	var all []string
 	for _, m := range members {
@@ -115,6 +117,7 @@ func TestEmbeddedEtcdStaticThreeMemberCluster(t *testing.T) {
 }
 
 func TestEmbeddedEtcdNotReadyWithoutQuorum(t *testing.T) {
+	t.Parallel()
 	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	other1 := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	other2 := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))

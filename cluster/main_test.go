@@ -51,12 +51,23 @@ func testClusterName(t testing.TB) string {
 }
 
 // connectTest connects to the shared etcd under the test's cluster name
-// (suffix distinguishes extra clusters in one test) with a 2 s lease TTL.
+// with a 2 s lease TTL, and wipes the cluster's keys when the test ends so a
+// -count=N run starts from scratch.
 func connectTest(t testing.TB, opts ...Option) *Client {
 	t.Helper()
-	return connectEndpoints(t, testEtcd.Endpoints(), opts...)
+	c := connectEndpoints(t, testEtcd.Endpoints(), opts...)
+	t.Cleanup(func() {
+		if c.etcd.Ctx().Err() != nil {
+			return // closed by the test
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = c.etcd.Delete(ctx, c.prefix, clientv3.WithPrefix())
+	})
+	return c
 }
 
+// connectEndpoints connects to any etcd under the test's cluster name.
 func connectEndpoints(t testing.TB, endpoints []string, opts ...Option) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -148,6 +148,7 @@ func TestAddressBookSeesNewNodesAndRestartKeepsID(t *testing.T) {
 }
 
 func TestLivenessExpiresWithoutKeepAliveAndRecoversAfterLeaseLoss(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t, 40*time.Second)
 	observer := connectTest(t)
 	nodeClient := connectTest(t)

@@ -13,6 +13,7 @@ import (
 // data directory and port: timestamps fail with a clear error (not a hang)
 // while etcd is down, and everything recovers without help once it is back.
 func TestRecoversAfterEtcdOutage(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	clientURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	start := func() *EmbeddedEtcd {

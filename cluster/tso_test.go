@@ -200,6 +200,9 @@ func TestTSODeposedLeaderStopsBeforeSuccessorServes(t *testing.T) {
 	waitFor(t, 20*time.Second, "A leads", a.srv.IsLeader)
 	b := startTSONode(t, connectTest(t), nil)
 
+	// For every timestamp A hands out, remember when the call started: a
+	// call that started after B's first timestamp returned must fail.
+	// (Both clocks are read on the safe side of the calls they time.)
 	var lastA atomic.Uint64
 	var lastAServedAt atomic.Int64
 	hammer, stopHammer := context.WithCancel(context.Background())
@@ -207,9 +210,10 @@ func TestTSODeposedLeaderStopsBeforeSuccessorServes(t *testing.T) {
 	go func() {
 		defer close(hammerDone)
 		for hammer.Err() == nil {
+			started := time.Now().UnixNano()
 			if ts, err := a.srv.GetTimestamps(1); err == nil {
 				lastA.Store(ts)
-				lastAServedAt.Store(time.Now().UnixNano())
+				lastAServedAt.Store(started)
 			}
 		}
 	}()
@@ -234,12 +238,12 @@ func TestTSODeposedLeaderStopsBeforeSuccessorServes(t *testing.T) {
 	stopHammer()
 	<-hammerDone
 	if last := lastAServedAt.Load(); last >= bServedAt {
-		t.Fatalf("A served at %d, after B began serving at %d", last, bServedAt)
+		t.Fatalf("A served a call started at %d, after B served at %d", last, bServedAt)
 	}
 	if first <= lastA.Load() {
 		t.Fatalf("successor's first timestamp %d not above the deposed leader's last %d", first, lastA.Load())
 	}
-	t.Logf("A stopped %s before B's first timestamp", time.Duration(bServedAt-lastAServedAt.Load()))
+	t.Logf("A's last successful call started %s before B's first timestamp", time.Duration(bServedAt-lastAServedAt.Load()))
 }
 
 func TestTSOStopsWhenElectionKeyDeleted(t *testing.T) {
