@@ -271,3 +271,50 @@ func TestLeadershipTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A node whose left replica lags behind a split gets messages for the right
+// range first: it holds an uninitialized right replica (which may vote),
+// refuses a snapshot that overlaps its left replica, and initializes the
+// right replica in place when its left replica applies the split.
+func TestRightRangeMessagesBeforeSplitApplies(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.bootstrap(testDescriptor(1, 1, 2, 3))
+	leader := c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 30*time.Second)
+	for _, k := range []string{"a", "n", "z"} {
+		if _, err := c.put(ctx, 1, []byte(k), []byte("before")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lagger := leader%3 + 1
+	c.net.block(1, lagger, true)
+	left, right, err := c.store(leader).SplitRange(ctx, 1, []byte("m"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left.Generation != 2 || right.RangeID != 2 {
+		t.Fatalf("%v %v", left, right)
+	}
+	if _, err := c.put(ctx, 2, []byte("q"), []byte("right")); err != nil {
+		t.Fatal(err)
+	}
+	// The lagging node knows r2 only from its messages: uninitialized.
+	waitFor(t, 5*time.Second, "an uninitialized r2 on the lagging node", func() bool {
+		r := c.store(lagger).replica(2)
+		return r != nil && r.Descriptor() == nil
+	})
+	if d := c.store(lagger).replica(1).Descriptor(); !bytes.Equal(d.EndKey, kv.KeyMax) {
+		t.Fatalf("lagging left replica already split: %v", d)
+	}
+	c.net.block(1, lagger, false)
+	c.waitConverged(1, []uint64{1, 2, 3}, 10*time.Second)
+	c.waitConverged(2, []uint64{1, 2, 3}, 10*time.Second)
+	// Converged: the lagging node holds the same r2 data as the others.
+	v, found, err := c.get(ctx, 2, []byte("q"))
+	if err != nil || !found || string(v) != "right" {
+		t.Fatalf("q on r2: %q %v %v", v, found, err)
+	}
+	if d := c.store(lagger).replica(2).Descriptor(); d == nil || !bytes.Equal(d.StartKey, []byte("m")) {
+		t.Fatalf("r2 on the lagging node: %v", d)
+	}
+}

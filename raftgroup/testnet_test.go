@@ -28,11 +28,13 @@ type testNet struct {
 	handlers map[uint64]MessageHandler
 	down     map[uint64]bool
 	side     map[uint64]int // partition side; nodes absent talk to everyone
-	dropped  atomic.Uint64
+	// blocked drops one range's messages and snapshots to one node.
+	blocked map[[2]uint64]bool // {rangeID, toNode}
+	dropped atomic.Uint64
 }
 
 func newTestNet() *testNet {
-	return &testNet{handlers: map[uint64]MessageHandler{}, down: map[uint64]bool{}, side: map[uint64]int{}}
+	return &testNet{handlers: map[uint64]MessageHandler{}, down: map[uint64]bool{}, side: map[uint64]int{}, blocked: map[[2]uint64]bool{}}
 }
 
 func (n *testNet) register(id uint64, h MessageHandler) {
@@ -63,6 +65,24 @@ func (n *testNet) partition(sides ...[]uint64) {
 
 func (n *testNet) heal() { n.partition() }
 
+// block drops (or, with on false, lets through again) every message and
+// snapshot of rangeID addressed to node.
+func (n *testNet) block(rangeID, node uint64, on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if on {
+		n.blocked[[2]uint64{rangeID, node}] = true
+	} else {
+		delete(n.blocked, [2]uint64{rangeID, node})
+	}
+}
+
+func (n *testNet) isBlocked(rangeID, node uint64) bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.blocked[[2]uint64{rangeID, node}]
+}
+
 func (n *testNet) route(from, to uint64) (MessageHandler, bool) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
@@ -84,7 +104,7 @@ type testTransport struct {
 
 func (t *testTransport) Send(msg *RaftMessage) bool {
 	h, ok := t.net.route(t.node, msg.ToNode)
-	if !ok {
+	if !ok || t.net.isBlocked(msg.RangeID, msg.ToNode) {
 		t.net.dropped.Add(1)
 		return false
 	}
@@ -97,7 +117,7 @@ func (t *testTransport) Send(msg *RaftMessage) bool {
 
 func (t *testTransport) SendSnapshot(ctx context.Context, header *RaftMessage, data SnapshotSource) error {
 	h, ok := t.net.route(t.node, header.ToNode)
-	if !ok {
+	if !ok || t.net.isBlocked(header.RangeID, header.ToNode) {
 		return fmt.Errorf("testnet: n%d cannot reach n%d", t.node, header.ToNode)
 	}
 	ctx, cancel := context.WithCancel(ctx)
