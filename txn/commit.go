@@ -264,13 +264,25 @@ func (t *Txn) lockTTL() uint64 {
 // contention).
 func (t *Txn) prewrite(ctx context.Context, startTS kv.Timestamp, primary []byte, muts []kv.Mutation) error {
 	ttl := t.lockTTL()
-	if err := t.prewriteKeys(ctx, startTS, primary, ttl, muts[:1]); err != nil {
+	// The primary goes with the other keys of its range in one request.
+	first, rest := muts[:1], muts[1:]
+	if desc, err := t.db.sender.RangeForKey(ctx, primary); err == nil {
+		first, rest = nil, nil
+		for _, m := range muts {
+			if desc.ContainsKey(m.Key) {
+				first = append(first, m)
+			} else {
+				rest = append(rest, m)
+			}
+		}
+	}
+	if err := t.prewriteKeys(ctx, startTS, primary, ttl, first); err != nil {
 		return err
 	}
-	if len(muts) == 1 {
+	if len(rest) == 0 {
 		return nil
 	}
-	return t.prewriteKeys(ctx, startTS, primary, ttl, muts[1:])
+	return t.prewriteKeys(ctx, startTS, primary, ttl, rest)
 }
 
 // prewriteKeys prewrites muts, per range in parallel.
