@@ -67,9 +67,19 @@ func (d *Database) CreateTable(ctx *gms.Context, name string, schema gms.Primary
 	return d.srv.store.createTable(ctx, kvt, d.desc, name, schema, collation, comment)
 }
 
-// DropTable drops the table and deletes its rows.
+// DropTable drops the table and deletes its rows. With FOREIGN_KEY_CHECKS=0
+// a referenced table may be dropped (its children keep their constraints,
+// unresolved).
 func (d *Database) DropTable(ctx *gms.Context, name string) error {
-	return d.dropTable(ctx, name, false)
+	return d.dropTable(ctx, name, !foreignKeyChecks(ctx))
+}
+
+func foreignKeyChecks(ctx *gms.Context) bool {
+	v, err := ctx.GetSessionVariable(ctx, "foreign_key_checks")
+	if err != nil {
+		return true
+	}
+	return truthy(v)
 }
 
 func (d *Database) dropTable(ctx *gms.Context, name string, force bool) error {

@@ -2,6 +2,7 @@ package qsql
 
 import (
 	"fmt"
+	"sort"
 
 	gms "github.com/dolthub/go-mysql-server/sql"
 
@@ -42,7 +43,7 @@ func (x *index) cols() []int {
 }
 
 func (x *index) colExpr(c int) string {
-	return lowerName(x.info.name) + "." + lowerName(x.info.schema.Schema[c].Name)
+	return x.info.name + "." + x.info.schema.Schema[c].Name
 }
 
 func (x *index) Expressions() []string {
@@ -138,16 +139,96 @@ func (x *index) keyPrefix() []byte {
 	return x.idx.prefix
 }
 
-// GetIndexes lists the primary key (when declared) and secondary indexes.
+// GetIndexes lists the primary key (when declared), then the secondary
+// indexes by name (the order SHOW CREATE TABLE prints).
 func (t *Table) GetIndexes(*gms.Context) ([]gms.Index, error) {
 	out := make([]gms.Index, 0, len(t.info.indexes)+1)
 	if t.info.hasPrimaryKey() {
 		out = append(out, &index{info: t.info})
 	}
-	for _, idx := range t.info.indexes {
+	sec := make([]*indexInfo, len(t.info.indexes))
+	copy(sec, t.info.indexes)
+	sort.Slice(sec, func(i, j int) bool { return lowerName(sec[i].name) < lowerName(sec[j].name) })
+	for _, idx := range sec {
 		out = append(out, &index{info: t.info, idx: idx})
 	}
 	return out, nil
+}
+
+// rangeFilter re-checks rows against the lookup's ranges.
+type rangeFilter struct {
+	ranges gms.MySQLRangeCollection
+	cols   []int // table column of each range column
+	info   *tableInfo
+}
+
+func (f *rangeFilter) match(ctx *gms.Context, row gms.Row) (bool, error) {
+	for _, r := range f.ranges {
+		ok, err := f.matchRange(ctx, r, row)
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// matchRange evaluates one range with NULL ordered before every value.
+func (f *rangeFilter) matchRange(ctx *gms.Context, r gms.MySQLRange, row gms.Row) (bool, error) {
+	for i, ce := range r {
+		if i >= len(f.cols) {
+			break
+		}
+		v := row[f.cols[i]]
+		typ := f.info.schema.Schema[f.cols[i]].Type
+		switch c := ce.LowerBound.(type) {
+		case gms.BelowNull:
+		case gms.AboveNull:
+			if v == nil {
+				return false, nil
+			}
+		case gms.Below:
+			if v == nil {
+				return false, nil
+			}
+			cmp, err := typ.Compare(ctx, v, c.Key)
+			if err != nil || cmp < 0 {
+				return false, err
+			}
+		case gms.Above:
+			if v == nil {
+				return false, nil
+			}
+			cmp, err := typ.Compare(ctx, v, c.Key)
+			if err != nil || cmp <= 0 {
+				return false, err
+			}
+		case gms.AboveAll:
+			return false, nil
+		}
+		switch c := ce.UpperBound.(type) {
+		case gms.AboveAll, gms.AboveNull:
+			if _, isAN := c.(gms.AboveNull); isAN && v != nil {
+				return false, nil
+			}
+		case gms.BelowNull:
+			return false, nil
+		case gms.Below:
+			if v != nil {
+				cmp, err := typ.Compare(ctx, v, c.Key)
+				if err != nil || cmp >= 0 {
+					return false, err
+				}
+			}
+		case gms.Above:
+			if v != nil {
+				cmp, err := typ.Compare(ctx, v, c.Key)
+				if err != nil || cmp > 0 {
+					return false, err
+				}
+			}
+		}
+	}
+	return true, nil
 }
 
 // PreciseMatch is false: the engine keeps its filters above index lookups.
@@ -176,14 +257,20 @@ func (t *Table) LookupPartitions(ctx *gms.Context, lookup gms.IndexLookup) (gms.
 	if !ok {
 		return nil, fmt.Errorf("qsql: unsupported range collection %T", lookup.Ranges)
 	}
-	spans, _, err := rangesToSpans(ctx, x.keyPrefix(), x.keyTypes(), ranges)
+	spans, precise, err := rangesToSpans(ctx, x.keyPrefix(), x.keyTypes(), ranges)
 	if err != nil {
 		return nil, err
 	}
 	if len(spans) == 0 {
 		return gms.PartitionsToPartitionIter(), nil
 	}
-	return gms.PartitionsToPartitionIter(&scanPartition{index: x.idx, spans: spans, reverse: lookup.IsReverse}), nil
+	p := &scanPartition{index: x.idx, spans: spans, reverse: lookup.IsReverse}
+	if !precise {
+		// The spans are wider than the ranges: re-check every row, so
+		// lookups are exact (the foreign key checks rely on it).
+		p.filter = &rangeFilter{ranges: ranges, cols: x.extendedCols(), info: x.info}
+	}
+	return gms.PartitionsToPartitionIter(p), nil
 }
 
 var _ = kv.Span{}

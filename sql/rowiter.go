@@ -89,6 +89,15 @@ func (r *rowIter) Next(ctx *gms.Context) (gms.Row, error) {
 		if len(r.pending) > 0 {
 			row := r.pending[0]
 			r.pending = r.pending[1:]
+			if r.p.filter != nil {
+				ok, err := r.p.filter.match(ctx, row)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					continue
+				}
+			}
 			return r.t.project(row), nil
 		}
 		if r.done {

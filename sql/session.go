@@ -212,6 +212,9 @@ type Transaction struct {
 	savepoints []namedSavepoint
 	finished   bool
 	schema     *schemaCache
+	// schemaChanged: this transaction changed the schema, so Table
+	// objects resolved earlier may be stale.
+	schemaChanged bool
 	statementState
 }
 
@@ -296,4 +299,8 @@ func (t *Transaction) dropSavepoint(name string) {
 	}
 }
 
-func (t *Transaction) invalidateSchema() { t.schema = nil }
+// invalidateSchema drops the schema cache after a DDL change.
+func (t *Transaction) invalidateSchema() {
+	t.schema = nil
+	t.schemaChanged = true
+}

@@ -110,6 +110,7 @@ type scanPartition struct {
 	index   *indexInfo // nil: the primary index
 	spans   []kv.Span
 	reverse bool
+	filter  *rangeFilter // re-check of rows when the spans are wider
 }
 
 func (p *scanPartition) Key() []byte { return []byte("scan") }

@@ -3,6 +3,7 @@ package qsql
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	gms "github.com/dolthub/go-mysql-server/sql"
@@ -310,6 +311,9 @@ func (t *Table) ModifyColumn(ctx *gms.Context, name string, column *gms.Column, 
 	cur, nu, err := t.alter(ctx, func(d *catalog.TableDescriptor) error {
 		c := *column
 		c.PrimaryKey = t.info.schema.Schema[pos].PrimaryKey
+		if c.PrimaryKey {
+			c.Nullable = false
+		}
 		return descError(d.ModifyColumn(name, &c, order), nil)
 	})
 	if err != nil {
@@ -475,14 +479,40 @@ func (t *Table) rewriteRows(ctx *gms.Context, cur, nu *tableInfo, transform func
 	return nil
 }
 
-// GetDeclaredForeignKeys lists this table's foreign keys.
-func (t *Table) GetDeclaredForeignKeys(*gms.Context) ([]gms.ForeignKeyConstraint, error) {
-	return cloneFKs(t.info.declaredFKs), nil
+// GetDeclaredForeignKeys lists this table's foreign keys, as stored now in
+// the transaction (the engine drops foreign keys and then asks again within
+// one statement, e.g. DROP TABLE of several related tables).
+func (t *Table) GetDeclaredForeignKeys(ctx *gms.Context) ([]gms.ForeignKeyConstraint, error) {
+	info, err := t.freshInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fks := cloneFKs(info.declaredFKs)
+	sort.Slice(fks, func(i, j int) bool { return fks[i].Name < fks[j].Name })
+	return fks, nil
 }
 
 // GetReferencedForeignKeys lists other tables' foreign keys onto this one.
-func (t *Table) GetReferencedForeignKeys(*gms.Context) ([]gms.ForeignKeyConstraint, error) {
-	return cloneFKs(t.info.referencedFKs), nil
+func (t *Table) GetReferencedForeignKeys(ctx *gms.Context) ([]gms.ForeignKeyConstraint, error) {
+	info, err := t.freshInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cloneFKs(info.referencedFKs), nil
+}
+
+// freshInfo re-reads the table's descriptor when the transaction changed
+// the schema since this Table was resolved.
+func (t *Table) freshInfo(ctx *gms.Context) (*tableInfo, error) {
+	tx, ok := ctx.GetTransaction().(*Transaction)
+	if !ok || tx == nil || tx.finished || tx.kvt == nil || !tx.schemaChanged {
+		return t.info, nil
+	}
+	info, err := t.db.srv.store.loadTableInfo(ctx, tx.kvt, t.info.id)
+	if err != nil {
+		return t.info, nil // dropped meanwhile: answer from what we had
+	}
+	return info, nil
 }
 
 func cloneFKs(in []gms.ForeignKeyConstraint) []gms.ForeignKeyConstraint {
@@ -549,6 +579,14 @@ func (t *Table) UpdateForeignKey(ctx *gms.Context, name string, fk gms.ForeignKe
 			if sameName(ex.Name, name) {
 				fd := catalog.ForeignKeyFromGMS(fk)
 				fd.ParentTableID = parentID
+				// The engine renames a column in the foreign key before it
+				// renames the column itself; ModifyColumn renames the
+				// foreign key's column then, so keep the old name here.
+				for j, c := range fd.Columns {
+					if col, _ := d.ColumnByName(c); col == nil && j < len(ex.Columns) {
+						fd.Columns[j] = ex.Columns[j]
+					}
+				}
 				d.ForeignKeys[i] = fd
 				return d.Validate()
 			}
