@@ -167,16 +167,16 @@ var adminPage = template.Must(template.New("admin").Parse(`<!doctype html>
 <p>Ready: {{if .ReadyErr}}<span class="down">no ({{.ReadyErr}})</span>{{else}}yes{{end}}</p>
 <h2>Nodes</h2>
 {{if .NodesErr}}<p class="down">{{.NodesErr}}</p>{{end}}
-<table><tr><th>ID</th><th>name</th><th>SQL</th><th>RPC</th><th>HTTP</th><th>live</th></tr>
+<table id="nodes"><tr><th>ID</th><th>name</th><th>SQL</th><th>RPC</th><th>HTTP</th><th>live</th></tr>
 {{range .Nodes}}<tr><td>{{.ID}}</td><td>{{.Name}}</td><td>{{.SQLAddr}}</td><td>{{.RPCAddr}}</td><td>{{if .HTTPAddr}}<a href="http://{{.HTTPAddr}}/">{{.HTTPAddr}}</a>{{end}}</td><td>{{if .Live}}yes{{else}}<span class="down">no</span>{{end}}</td></tr>
 {{end}}</table>
 <h2>Ranges</h2>
 {{if .RangesErr}}<p class="down">{{.RangesErr}}</p>{{end}}
-<table><tr><th>range</th><th>start</th><th>end</th><th>gen</th><th>replicas (node/replica)</th><th>leader (this node's view)</th></tr>
+<table id="ranges"><tr><th>range</th><th>start</th><th>end</th><th>gen</th><th>replicas (node/replica)</th><th>leader (this node's view)</th></tr>
 {{range .Ranges}}<tr><td>{{.RangeID}}</td><td><code>{{.StartKey}}</code></td><td><code>{{.EndKey}}</code></td><td>{{.Generation}}</td><td>{{range .Replicas}}n{{.NodeID}}/{{.ReplicaID}}{{if eq .Type 1}} (learner){{end}} {{end}}</td><td>{{if .Leader}}n{{.Leader}}{{else}}?{{end}}</td></tr>
 {{end}}</table>
 <h2>Store</h2>
-<table>{{range .Store}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
+<table id="store">{{range .Store}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
 </body></html>`))
 
 func (n *Node) serveAdminPage(w http.ResponseWriter, r *http.Request) {
