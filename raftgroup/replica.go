@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -57,6 +58,14 @@ type Replica struct {
 	// quiescence
 	idleTicks int
 	quiesced  bool
+	// quiescedFlag mirrors quiesced for the ticker, which visits every
+	// replica each tick and should not take each one's lock to skip it.
+	quiescedFlag atomic.Bool
+}
+
+func (r *Replica) setQuiescedLocked(q bool) {
+	r.quiesced = q
+	r.quiescedFlag.Store(q)
 }
 
 // inbox is what other goroutines hand to the owner worker.
@@ -147,6 +156,9 @@ func (r *Replica) resetRawNode() error {
 // tick adds one tick to the inbox unless the group is quiesced; it reports
 // whether the range needs scheduling.
 func (r *Replica) tick() bool {
+	if r.quiescedFlag.Load() {
+		return false
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.destroyed != nil || r.quiesced {
@@ -166,7 +178,7 @@ func (r *Replica) submit(fill func(*inbox)) error {
 		return err
 	}
 	fill(&r.inbox)
-	r.quiesced = false
+	r.setQuiescedLocked(false)
 	r.idleTicks = 0
 	r.mu.Unlock()
 	r.store.sched.enqueue(r.rangeID)

@@ -322,8 +322,10 @@ func isRemovalNotice(m *raftpb.Message) bool {
 // descriptor no longer holds (older than NextReplicaID): it reports whether
 // it did, in which case the message is not stepped.
 func (s *Store) maybeSendRemovalNotice(r *Replica, msg *RaftMessage) bool {
-	desc := r.Descriptor()
 	from := msg.Message.GetFrom()
+	r.mu.Lock()
+	desc := r.desc // descriptors are replaced, never mutated: safe to read after unlock
+	r.mu.Unlock()
 	if desc == nil || from == 0 || from >= desc.NextReplicaID {
 		return false
 	}

@@ -27,10 +27,10 @@ func (r *Replica) wakeLocked(m *raftpb.Message) {
 		// Answers to the leader's own (possibly quiescing) heartbeats.
 	case raftpb.MsgHeartbeat:
 		if !isQuiesceHeartbeat(m) {
-			r.quiesced = false
+			r.setQuiescedLocked(false)
 		}
 	default:
-		r.quiesced = false
+		r.setQuiescedLocked(false)
 		r.idleTicks = 0
 	}
 }
@@ -91,7 +91,7 @@ func (r *Replica) maybeQuiesce() {
 		}})
 	}
 	r.mu.Lock()
-	r.quiesced = true
+	r.setQuiescedLocked(true)
 	r.mu.Unlock()
 }
 
@@ -113,7 +113,7 @@ func (r *Replica) stepQuiesceHeartbeat(m *raftpb.Message) {
 	if st.Lead == m.GetFrom() && st.GetTerm() == m.GetTerm() && st.GetCommit() == last && st.Applied == st.GetCommit() {
 		r.mu.Lock()
 		if r.inbox.empty() {
-			r.quiesced = true
+			r.setQuiescedLocked(true)
 		}
 		r.mu.Unlock()
 	}

@@ -92,7 +92,7 @@ func (r *Replica) waitLeadership(ctx context.Context) error {
 			return err
 		}
 		ch := r.leaderCh
-		r.quiesced = false // an election needs ticks
+		r.setQuiescedLocked(false) // an election needs ticks
 		r.mu.Unlock()
 		select {
 		case <-ch:
