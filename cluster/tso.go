@@ -104,19 +104,22 @@ func (s *TSOServer) Run(ctx context.Context) error {
 			_ = bo.wait(ctx)
 			continue
 		}
-		if err := s.serveTerm(ctx, lead); err != nil && ctx.Err() == nil {
+		served, err := s.serveTerm(ctx, lead)
+		if served {
+			// A term that served resets the delay: a later loss is news.
+			bo = newBackoff(50*time.Millisecond, 2*time.Second)
+		}
+		if err != nil && ctx.Err() == nil {
 			s.logger.Warn("TSO leadership ended", "err", err)
 			_ = bo.wait(ctx)
-			continue
 		}
-		bo = newBackoff(50*time.Millisecond, 2*time.Second)
 	}
 	return nil
 }
 
 // serveTerm serves one term: start above the persisted mark, then keep the mark
 // ahead of the clock until the leadership ends.
-func (s *TSOServer) serveTerm(ctx context.Context, lead *Leadership) error {
+func (s *TSOServer) serveTerm(ctx context.Context, lead *Leadership) (served bool, err error) {
 	defer func() {
 		s.mu.Lock()
 		s.lead = nil
@@ -126,7 +129,7 @@ func (s *TSOServer) serveTerm(ctx context.Context, lead *Leadership) error {
 		cancel()
 	}()
 	if err := s.startTerm(ctx, lead); err != nil {
-		return err
+		return false, err
 	}
 	s.logger.Info("TSO leader serving")
 	tick := time.NewTicker(s.cfg.UpdateInterval)
@@ -134,12 +137,12 @@ func (s *TSOServer) serveTerm(ctx context.Context, lead *Leadership) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return true, nil
 		case <-lead.Done():
-			return lead.Err()
+			return true, lead.Err()
 		case <-tick.C:
 			if err := s.advance(ctx, lead); err != nil {
-				return err
+				return true, err
 			}
 		}
 	}
