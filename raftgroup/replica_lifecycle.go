@@ -20,7 +20,8 @@ func (s *Store) BootstrapRange(ctx context.Context, desc *kv.RangeDescriptor) er
 }
 
 // BootstrapRanges is BootstrapRange for many ranges at once, with one synced
-// write for all of them. Descriptors must not overlap (not checked: they
+// write for all of them. A range this replica already holds, initialized by
+// a snapshot from a peer that bootstrapped first, counts as done. Descriptors must not overlap (not checked: they
 // come from the cluster's own bootstrap). It stops at the first invalid
 // descriptor; ranges before it are created.
 func (s *Store) BootstrapRanges(ctx context.Context, descs []*kv.RangeDescriptor) error {
@@ -48,7 +49,12 @@ func (s *Store) BootstrapRanges(ctx context.Context, descs []*kv.RangeDescriptor
 			break
 		}
 		if existing := s.replicas[desc.RangeID]; existing != nil {
-			if existing.Descriptor() != nil {
+			if d := existing.Descriptor(); d != nil {
+				if existing.replicaID == self.ReplicaID && bytes.Equal(d.StartKey, desc.StartKey) {
+					// A peer bootstrapped first, won the election and
+					// caught this replica up by snapshot: done already.
+					continue
+				}
 				firstErr = &RangeExistsError{RangeID: desc.RangeID}
 				break
 			}
