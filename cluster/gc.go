@@ -61,3 +61,46 @@ func (c *Client) SetGCSafePoint(ctx context.Context, ts kv.Timestamp) error {
 		}
 	}
 }
+
+// gcFloorPath holds, per live node, the smallest start timestamp among the
+// node's open transactions (or a recent timestamp when it has none), on the
+// node's lease: a dead node's floor disappears with it.
+const gcFloorPath = "gc/floor/"
+
+// ReportGCFloor publishes this node's GC floor: no version a transaction of
+// this node may still read lies below it. The GC safepoint never passes the
+// smallest floor of the live nodes.
+func (r *NodeRegistration) ReportGCFloor(ctx context.Context, floor kv.Timestamp) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return fmt.Errorf("cluster: report GC floor: node %d: %w", r.info.ID, ErrClosed)
+	}
+	lease := r.lease
+	r.mu.Unlock()
+	key := r.c.key(gcFloorPath + nodeSuffix(r.info.ID))
+	if _, err := r.c.etcd.Put(ctx, key, formatUint(floor), clientv3.WithLease(lease)); err != nil {
+		return wrapEtcdErr(fmt.Sprintf("report GC floor of node %d", r.info.ID), err)
+	}
+	return nil
+}
+
+// MinGCFloor returns the smallest GC floor the live nodes reported and how
+// many nodes reported one.
+func (c *Client) MinGCFloor(ctx context.Context) (floor kv.Timestamp, reports int, err error) {
+	resp, err := c.etcd.Get(ctx, c.key(gcFloorPath), clientv3.WithPrefix())
+	if err != nil {
+		return 0, 0, wrapEtcdErr("read GC floors", err)
+	}
+	for _, item := range resp.Kvs {
+		v, err := parseUint(item.Value)
+		if err != nil {
+			return 0, 0, fmt.Errorf("cluster: GC floor %s holds %q: %w", item.Key, item.Value, err)
+		}
+		if reports == 0 || v < floor {
+			floor = v
+		}
+		reports++
+	}
+	return floor, reports, nil
+}

@@ -64,6 +64,8 @@ type Config struct {
 	// Placement configures the placement driver (replication factor, the
 	// grace period before a dead node's replicas are replaced, split size).
 	Placement PlacementConfig
+	// GC configures MVCC garbage collection.
+	GC GCConfig
 
 	// Knobs are testing hooks.
 	Knobs Knobs
@@ -102,6 +104,7 @@ func (c *Config) setDefaults() {
 		c.RequestTimeout = 10 * time.Second
 	}
 	c.Placement.setDefaults()
+	c.GC.setDefaults()
 }
 
 // Node is one running QuorumDB node: store, RPC server, SQL server, HTTP
@@ -126,6 +129,7 @@ type Node struct {
 	kvClient  *raftgroup.KVClient
 	admin     *raftgroup.AdminClient
 	placement *raftgroup.PlacementDriver
+	gc        gcState
 	router    *txn.Router
 	db        *txn.DB
 	sql       *qsql.Server
@@ -316,7 +320,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Logger:    n.log,
 		MaxWait:   cfg.RequestTimeout,
 	})
-	n.db = txn.NewDB(txn.DBConfig{Sender: n.router, Clock: n.tso, Logger: n.log})
+	n.db = txn.NewDB(txn.DBConfig{Sender: n.router, Clock: n.tso, Logger: n.log, SafePoints: n.client})
+	if !cfg.GC.Disabled {
+		n.runGC(bgCtx)
+	}
 
 	n.sql, err = qsql.NewServer(ctx, qsql.Config{
 		Listener: sqlLn,

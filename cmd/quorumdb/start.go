@@ -81,6 +81,7 @@ over the file.`,
 	f.DurationVar(&cfg.Placement.DeadNodeGrace, "dead-node-grace", 30*time.Second, "how long a node must be gone before its replicas are replaced")
 	f.Uint64Var(&cfg.Placement.SplitSizeBytes, "split-size", 64<<20, "split a range whose data exceeds this many bytes")
 	f.IntVar(&cfg.Placement.ReplicationFactor, "replicas", 3, "voters per range (capped by the number of live nodes)")
+	f.DurationVar(&cfg.GC.Lifetime, "gc-lifetime", 10*time.Minute, "how long old row versions are kept for AS OF reads and open snapshots")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
