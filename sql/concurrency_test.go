@@ -169,3 +169,19 @@ func TestAutocommitRetry(t *testing.T) {
 		t.Fatalf("statement retries %d, want 1", srv.StatementRetries())
 	}
 }
+
+// TestUsersPersistedAcrossNodes: a user created on one node can log in on
+// another; a wrong password is refused.
+func TestUsersPersistedAcrossNodes(t *testing.T) {
+	a, b := twoNodes(t)
+	mustExec(t, connect(t, a, ""),
+		"CREATE USER 'app'@'%' IDENTIFIED BY 'pw'",
+		"GRANT ALL ON *.* TO 'app'@'%'",
+		"CREATE DATABASE appdb")
+	good := connectAs(t, b, "app", "pw", "appdb")
+	mustExec(t, good, "CREATE TABLE t (id INT PRIMARY KEY)", "INSERT INTO t VALUES (1)")
+	bad := connectAs(t, b, "app", "wrong", "appdb")
+	if err := bad.Ping(); mysqlCode(err) != 1045 {
+		t.Fatalf("wrong password: want 1045, got %v", err)
+	}
+}

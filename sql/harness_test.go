@@ -183,8 +183,15 @@ func startServer(t testing.TB, db *txn.DB, mutate ...func(*Config)) *Server {
 // session's state is stable across statements).
 func connect(t testing.TB, srv *Server, dbName string) *sql.DB {
 	t.Helper()
+	return connectAs(t, srv, "root", "", dbName)
+}
+
+// connectAs opens a pool as user with password.
+func connectAs(t testing.TB, srv *Server, user, password, dbName string) *sql.DB {
+	t.Helper()
 	cfg := mysql.NewConfig()
-	cfg.User = "root"
+	cfg.User = user
+	cfg.Passwd = password
 	cfg.Net = "tcp"
 	cfg.Addr = srv.Addr().String()
 	cfg.DBName = dbName

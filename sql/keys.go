@@ -11,6 +11,7 @@ import (
 //
 //	s sql 'i' <kind>                   → next database/table ID (BE4)
 //	s sql 'a' <tableID BE4>            → next unreserved AUTO_INCREMENT value (BE8)
+//	s sql 'u'                          → users and grants (go-mysql-server's mysql db blob)
 //	s sql <kind> <dbID BE4> <lower(name)> → named schema object (JSON):
 //	                                         'v' view, 'g' trigger, 'p' procedure
 //
@@ -22,6 +23,7 @@ var sqlRoot = []byte("sql")
 const (
 	tagIDCounter = 'i'
 	tagSequence  = 'a'
+	tagGrants    = 'u'
 	tagView      = 'v'
 	tagTrigger   = 'g'
 	tagProcedure = 'p'
@@ -46,3 +48,5 @@ func objectsSpan(tag byte, dbID uint32) kv.Span {
 	p := kv.SystemKey(sqlRoot, []byte{tag}, binary.BigEndian.AppendUint32(nil, dbID))
 	return kv.Span{Key: p, EndKey: kv.PrefixEnd(p)}
 }
+
+func grantsKey() []byte { return kv.SystemKey(sqlRoot, []byte{tagGrants}) }

@@ -76,6 +76,9 @@ type Server struct {
 	rowIDs   hiddenRowIDs
 	sessions sync.Map // connection ID → *Session
 	store    *schemaStore
+	grants   *grantsSync
+	// rowCounts caches planner row estimates per table ID (rowCountEntry).
+	rowCounts sync.Map
 
 	closeOnce sync.Once
 }
@@ -140,6 +143,11 @@ func newEngineServer(cfg Config) (*Server, error) {
 	s.provider = newProvider(s)
 	a := analyzer.NewDefault(s.provider)
 	s.engine = sqle.New(a, &sqle.Config{VersionPostfix: cfg.Version, IncludeRootAccount: true})
+	s.grants = &grantsSync{srv: s}
+	if err := s.grants.reload(context.Background()); err != nil {
+		return nil, err
+	}
+	s.engine.Analyzer.Catalog.MySQLDb.SetPersister(s.grants)
 	return s, nil
 }
 

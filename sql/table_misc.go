@@ -1,6 +1,8 @@
 package qsql
 
 import (
+	"time"
+
 	gms "github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/types"
 )
@@ -58,10 +60,30 @@ func (s *autoIncSetter) AcquireAutoIncrementLock(*gms.Context) (func(), error) {
 
 func (s *autoIncSetter) Close(*gms.Context) error { return nil }
 
-// RowCount counts the rows of the primary index in the current transaction.
-// The count is exact (it is read at the transaction's snapshot), which lets
-// the engine answer COUNT(*) from it.
+// rowCountTTL is how long a node trusts a table's counted rows for
+// planning; rowCountLimit caps one count (bigger tables are "at least").
+const (
+	rowCountTTL   = 30 * time.Second
+	rowCountLimit = 100000
+)
+
+type rowCountEntry struct {
+	n  uint64
+	at time.Time
+}
+
+// RowCount estimates the table's rows for the planner (never exact: the
+// engine would answer COUNT(*) from an exact count, and this one is cached
+// per node, not read in the transaction). The count is taken by scanning
+// the primary index, at most rowCountLimit keys, and cached for rowCountTTL.
 func (t *Table) RowCount(ctx *gms.Context) (uint64, bool, error) {
+	srv := t.db.srv
+	if v, ok := srv.rowCounts.Load(t.info.id); ok {
+		e := v.(rowCountEntry)
+		if time.Since(e.at) < rowCountTTL {
+			return e.n, false, nil
+		}
+	}
 	kvt, release, err := readTxn(ctx)
 	if err != nil {
 		return 0, false, err
@@ -71,16 +93,18 @@ func (t *Table) RowCount(ctx *gms.Context) (uint64, bool, error) {
 	it := kvt.NewIterator(ctx, start, end, false, 1024)
 	defer it.Close()
 	var n uint64
-	for {
+	for n < rowCountLimit {
 		_, ok, err := it.Next(ctx)
 		if err != nil {
 			return 0, false, convertTxnError("count rows of "+t.info.name, err)
 		}
 		if !ok {
-			return n, true, nil
+			break
 		}
 		n++
 	}
+	srv.rowCounts.Store(t.info.id, rowCountEntry{n: n, at: time.Now()})
+	return n, false, nil
 }
 
 // DataLength estimates the table's size (rows × 64 bytes per column).
