@@ -320,6 +320,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Logger:    n.log,
 		MaxWait:   cfg.RequestTimeout,
 	})
+	// Keep the range cache fresh from the directory's watch; requests still
+	// correct a stale entry through the replicas' typed errors.
+	rangeEvents := n.client.WatchRanges(bgCtx)
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.router.FollowDirectory(rangeEvents)
+	}()
 	n.db = txn.NewDB(txn.DBConfig{Sender: n.router, Clock: n.tso, Logger: n.log, SafePoints: n.client})
 	if !cfg.GC.Disabled {
 		n.runGC(bgCtx)
