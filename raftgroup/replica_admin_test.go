@@ -318,3 +318,33 @@ func TestRightRangeMessagesBeforeSplitApplies(t *testing.T) {
 		t.Fatalf("r2 on the lagging node: %v", d)
 	}
 }
+
+// A replica removed while its node was down learns of its removal when it
+// comes back and speaks to the group (removal notice), deletes its data and
+// leaves a tombstone.
+func TestReplicaRemovedWhileDownIsCollectedOnRestart(t *testing.T) {
+	c := newTestCluster(t, 4, nil)
+	c.bootstrap(testDescriptor(1, 1, 2, 3, 4))
+	leader := c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 30*time.Second)
+	if _, err := c.put(ctx, 1, []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	victim := leader%4 + 1
+	c.stopNode(victim)
+	d := c.changeReplicas(ctx, 1, nil, []uint64{victim})
+	if _, ok := d.Replica(victim); ok || len(d.Replicas) != 3 {
+		t.Fatalf("after removal: %v", d)
+	}
+	c.startNode(victim)
+	waitFor(t, 10*time.Second, "the removed replica to be collected", func() bool {
+		return c.store(victim).replica(1) == nil
+	})
+	ps, err := loadPersistedState(c.store(victim).engine.DB(), 1)
+	if err != nil || ps.Tombstone <= 4 || ps.Descriptor != nil {
+		t.Fatalf("after collection: %+v %v", ps, err)
+	}
+	if sums := c.checksums(1); len(sums) != 3 {
+		t.Fatalf("replicas left: %v", sums)
+	}
+}

@@ -56,6 +56,9 @@ func (s *Store) Execute(ctx context.Context, rangeID uint64, req *kv.Request) (*
 		return nil, ErrStoreStopped
 	}
 	defer s.exit()
+	if err := checkOneOperation(req); err != nil {
+		return nil, err
+	}
 	r := s.replica(rangeID)
 	if r == nil {
 		return nil, &kv.RangeNotFoundError{RangeID: rangeID}
@@ -221,4 +224,25 @@ func (r *Replica) releaseAllLatches() {
 	for _, p := range r.proposals {
 		r.releaseLatchesLocked(p)
 	}
+}
+
+// checkOneOperation refuses a request that is nil or does not set exactly
+// one operation before anything is proposed (apply would refuse it too, at
+// the cost of a log entry).
+func checkOneOperation(req *kv.Request) error {
+	if req == nil {
+		return &kv.InvalidRequestError{Reason: "nil request"}
+	}
+	n := 0
+	for _, set := range []bool{req.Get != nil, req.Scan != nil, req.ValidateReads != nil, req.Prewrite != nil,
+		req.Commit != nil, req.Rollback != nil, req.CheckTxnStatus != nil, req.ResolveLock != nil,
+		req.TxnHeartbeat != nil, req.OnePhaseCommit != nil, req.GC != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return &kv.InvalidRequestError{Reason: fmt.Sprintf("%d operations set, want exactly 1", n)}
+	}
+	return nil
 }

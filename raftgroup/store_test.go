@@ -395,3 +395,30 @@ func TestIdleRangesQuiesceAndWake(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestExecuteRefusesMalformedRequests(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.bootstrap(testDescriptor(1, 1))
+	c.waitLeader(1, 2*time.Second)
+	s := c.store(1)
+	ctx := testCtx(t, 5*time.Second)
+	for _, req := range []*kv.Request{nil, {}, {Get: &kv.GetRequest{Key: []byte("a")}, Scan: &kv.ScanRequest{}}} {
+		var invalid *kv.InvalidRequestError
+		if _, err := s.Execute(ctx, 1, req); !errors.As(err, &invalid) {
+			t.Fatalf("%+v: want InvalidRequestError, got %v", req, err)
+		}
+	}
+	// A write kv refuses on apply comes back as kv's typed error.
+	_, err := s.Execute(ctx, 1, &kv.Request{Commit: &kv.CommitRequest{Keys: [][]byte{[]byte("k")}, StartTS: 10, CommitTS: 5}})
+	if !kv.IsRequestError(err) {
+		t.Fatalf("commit before start: want a kv request error, got %v", err)
+	}
+	if m := s.Metrics(); m.Commits == 0 {
+		t.Fatalf("metrics: %+v", m)
+	}
+	// Calls after Stop fail fast.
+	s.Stop()
+	if _, err := s.Execute(ctx, 1, &kv.Request{Get: &kv.GetRequest{Key: []byte("a"), ReadTS: 1}}); !errors.Is(err, ErrStoreStopped) {
+		t.Fatalf("after stop: %v", err)
+	}
+}
