@@ -200,6 +200,15 @@ func (r *Replica) Descriptor() *kv.RangeDescriptor {
 	return r.desc.Clone()
 }
 
+// descriptor returns the current descriptor without copying it (nil:
+// uninitialized). Descriptors are replaced on change, never mutated, so the
+// result stays valid; callers must not modify it.
+func (r *Replica) descriptor() *kv.RangeDescriptor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.desc
+}
+
 // nodeOfReplicaLocked maps a replica ID of this group to its node.
 func (r *Replica) nodeOfReplicaLocked(replicaID uint64) uint64 {
 	if r.desc != nil {

@@ -34,7 +34,7 @@ type applyResult struct {
 // applied state is written into b too (worker).
 func (r *Replica) applyEntries(b *pebble.Batch, ents []*raftpb.Entry) (*applyOutcome, error) {
 	o := &applyOutcome{r: r, applied: r.storage.appliedState()}
-	desc := r.Descriptor()
+	desc := r.descriptor()
 	descChanged := false
 	for _, e := range ents {
 		if e.GetIndex() <= o.applied.Index {

@@ -79,7 +79,7 @@ func (r *Replica) executeRead(ctx context.Context, req *kv.Request) (*kv.Respons
 	if err := r.checkSpans(req); err != nil {
 		return nil, err
 	}
-	desc := r.Descriptor()
+	desc := r.descriptor()
 	snap := r.store.engine.NewSnapshot()
 	defer snap.Close()
 	resp, err := kv.EvaluateReadOnly(snap, desc, req)

@@ -111,7 +111,7 @@ func (r *Replica) unavailable(ctx context.Context, what string) error {
 
 // checkSpans answers a request whose keys are not all in the range.
 func (r *Replica) checkSpans(req *kv.Request) error {
-	desc := r.Descriptor()
+	desc := r.descriptor()
 	if desc == nil {
 		return &kv.RangeUnavailableError{RangeID: r.rangeID, Reason: "replica not initialized yet"}
 	}

@@ -92,8 +92,8 @@ func (s *Store) routingError(desc *kv.RangeDescriptor, key []byte) error {
 	descs := []*kv.RangeDescriptor{desc.Clone()}
 	found := false
 	for _, r := range s.replicaList(nil) {
-		if d := r.Descriptor(); d != nil && d.RangeID != desc.RangeID && d.ContainsKey(key) {
-			descs = append(descs, d)
+		if d := r.descriptor(); d != nil && d.RangeID != desc.RangeID && d.ContainsKey(key) {
+			descs = append(descs, d.Clone())
 			found = true
 		}
 	}

@@ -116,7 +116,7 @@ func (s *Store) checkSnapshotOverlap(desc *kv.RangeDescriptor) error {
 		if r.rangeID == desc.RangeID {
 			continue
 		}
-		d := r.Descriptor()
+		d := r.descriptor()
 		if d != nil && bytes.Compare(d.StartKey, desc.EndKey) < 0 && bytes.Compare(desc.StartKey, d.EndKey) < 0 {
 			return &SnapshotOverlapError{RangeID: desc.RangeID, OverlappingRangeID: d.RangeID}
 		}

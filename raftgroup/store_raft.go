@@ -411,7 +411,7 @@ func (s *Store) HandleRaftMessage(ctx context.Context, msg *RaftMessage) error {
 // that it could not be reached (the gRPC transport's OnUnreachable hook).
 func (s *Store) ReportUnreachable(nodeID uint64) {
 	for _, r := range s.replicaList(nil) {
-		d := r.Descriptor()
+		d := r.descriptor()
 		if d == nil {
 			continue
 		}
