@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/quorumdb/quorumdb/txn"
 )
@@ -183,5 +184,43 @@ func TestUsersPersistedAcrossNodes(t *testing.T) {
 	bad := connectAs(t, b, "app", "wrong", "appdb")
 	if err := bad.Ping(); mysqlCode(err) != 1045 {
 		t.Fatalf("wrong password: want 1045, got %v", err)
+	}
+}
+
+// TestLockWaitTimeout1205: a row locked by a coordinator that stopped after
+// prewrite (its lock outlives the reader's wait) gives MySQL 1205.
+func TestLockWaitTimeout1205(t *testing.T) {
+	st := newMemStore(t, "t")
+	clock := txn.NewLocalClock(0)
+	srv := startServer(t, newDBOn(t, st, clock, func(c *txn.DBConfig) { c.LockWaitTimeout = 300 * time.Millisecond }))
+	db := connect(t, srv, "")
+	mustExec(t, db, "CREATE DATABASE w", "USE w", "CREATE TABLE t (id INT PRIMARY KEY, v INT)", "INSERT INTO t VALUES (1, 1)")
+	var key []byte
+	rows := queryStrings(t, db, "SELECT id FROM t")
+	if len(rows) != 1 {
+		t.Fatal(rows)
+	}
+	// Find the row's key through the store: the only key of the data range.
+	crashing := newDBOn(t, st, clock, func(c *txn.DBConfig) {
+		c.LockTTL = time.Minute
+		c.Knobs = &txn.TestingKnobs{Disable1PC: true, AfterPrewrite: func(*txn.Txn) error { return txn.ErrCoordinatorStopped() }}
+	})
+	ctx := context.Background()
+	tx, err := crashing.Begin(ctx, txn.TxnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvs, err := tx.Scan(ctx, []byte("t"), []byte("u"), 1, false)
+	if err != nil || len(kvs) != 1 {
+		t.Fatalf("scan data range: %v %v", kvs, err)
+	}
+	key = kvs[0].Key
+	if err := tx.Put(ctx, key, kvs[0].Value); err != nil {
+		t.Fatal(err)
+	}
+	_ = tx.Commit(ctx) // stops after prewrite: the lock stays
+	_, err = db.Exec("UPDATE t SET v = 2 WHERE id = 1")
+	if mysqlCode(err) != 1205 {
+		t.Fatalf("want 1205, got %v", err)
 	}
 }

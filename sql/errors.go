@@ -18,10 +18,6 @@ var (
 	// ErrNoTransaction: a write reached a table outside any transaction
 	// (go-mysql-server always opens one before executing a statement).
 	ErrNoTransaction = errors.New("qsql: no transaction attached to the session")
-	// ErrReadOnlyTxn: a write inside START TRANSACTION READ ONLY.
-	ErrReadOnlyTxn = gms.ErrReadOnlyTransaction
-	// ErrServerClosed: Serve after Close.
-	ErrServerClosed = errors.New("qsql: server closed")
 )
 
 // convertTxnError turns an error of the transaction layer into the form

@@ -128,16 +128,20 @@ func newTestDB(t testing.TB) (*txn.DB, *memStore) {
 
 // newDBOn returns another coordinator (another "node") over the same store,
 // sharing its clock so timestamps stay unique.
-func newDBOn(t testing.TB, st *memStore, clock txn.TimestampSource) *txn.DB {
+func newDBOn(t testing.TB, st *memStore, clock txn.TimestampSource, mutate ...func(*txn.DBConfig)) *txn.DB {
 	if clock == nil {
 		clock = txn.NewLocalClock(0)
 	}
-	db := txn.NewDB(txn.DBConfig{
+	cfg := txn.DBConfig{
 		Sender:          txn.NewLocalStoreSender(txn.LocalStoreSenderConfig{Store: st, Directory: st, Logger: quietLogger()}),
 		Clock:           clock,
 		Logger:          quietLogger(),
 		LockWaitTimeout: 2 * time.Second,
-	})
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	db := txn.NewDB(cfg)
 	t.Cleanup(db.Close)
 	return db
 }

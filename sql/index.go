@@ -5,8 +5,6 @@ import (
 	"sort"
 
 	gms "github.com/dolthub/go-mysql-server/sql"
-
-	"github.com/quorumdb/quorumdb/kv"
 )
 
 // primaryIndexName is the engine's name of a primary key index.
@@ -272,5 +270,3 @@ func (t *Table) LookupPartitions(ctx *gms.Context, lookup gms.IndexLookup) (gms.
 	}
 	return gms.PartitionsToPartitionIter(p), nil
 }
-
-var _ = kv.Span{}

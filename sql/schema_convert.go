@@ -81,17 +81,4 @@ func allZero(xs []uint16) bool {
 	return true
 }
 
-// columnIDs maps engine column names to descriptor column IDs.
-func columnIDs(d *catalog.TableDescriptor, names []string) ([]uint32, error) {
-	out := make([]uint32, len(names))
-	for i, n := range names {
-		c, _ := d.ColumnByName(n)
-		if c == nil {
-			return nil, gms.ErrKeyColumnDoesNotExist.New(n)
-		}
-		out[i] = c.ID
-	}
-	return out, nil
-}
-
 func sameName(a, b string) bool { return strings.EqualFold(a, b) }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	gms "github.com/dolthub/go-mysql-server/sql"
 
@@ -600,5 +599,3 @@ func (t *Table) UpdateForeignKey(ctx *gms.Context, name string, fk gms.ForeignKe
 func (t *Table) CreateIndexForForeignKey(ctx *gms.Context, def gms.IndexDef) error {
 	return t.CreateIndex(ctx, def)
 }
-
-var _ = strings.ToLower

@@ -1,20 +1,26 @@
 package qsql
 
 import (
+	"context"
 	"time"
 
 	gms "github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/types"
+
+	"github.com/quorumdb/quorumdb/txn"
 )
 
 // PeekNextAutoIncrementValue is the value the next automatic insert on this
 // node would get (SHOW CREATE TABLE, information_schema).
+//
+// The sequence is read in its own read-only snapshot, not in the session's
+// transaction, so showing a table does not conflict with inserts.
 func (t *Table) PeekNextAutoIncrementValue(ctx *gms.Context) (uint64, error) {
-	kvt, release, err := readTxn(ctx)
+	kvt, err := t.db.srv.db.Begin(ctx, txn.TxnOptions{ReadOnly: true})
 	if err != nil {
-		return 0, err
+		return 0, convertTxnError("read AUTO_INCREMENT", err)
 	}
-	defer release()
+	defer func() { _ = kvt.Rollback(ctx) }()
 	return t.db.srv.autoInc.peek(ctx, kvt, t.info.id)
 }
 
@@ -72,23 +78,39 @@ type rowCountEntry struct {
 	at time.Time
 }
 
-// RowCount estimates the table's rows for the planner (never exact: the
-// engine would answer COUNT(*) from an exact count, and this one is cached
-// per node, not read in the transaction). The count is taken by scanning
-// the primary index, at most rowCountLimit keys, and cached for rowCountTTL.
+// RowCount estimates the table's rows for the planner. It is never exact
+// (the engine would answer COUNT(*) from an exact count) and never read in
+// the session's transaction: a scan there would make every statement
+// conflict with every concurrent writer of the table. The count comes from
+// a separate read-only snapshot of the primary index (at most
+// rowCountLimit keys) and is cached per node for rowCountTTL. It never
+// fails: the engine's costing cannot handle an error here, so a failed
+// count gives the last estimate.
 func (t *Table) RowCount(ctx *gms.Context) (uint64, bool, error) {
 	srv := t.db.srv
+	var last uint64
 	if v, ok := srv.rowCounts.Load(t.info.id); ok {
 		e := v.(rowCountEntry)
 		if time.Since(e.at) < rowCountTTL {
 			return e.n, false, nil
 		}
+		last = e.n
 	}
-	kvt, release, err := readTxn(ctx)
+	n, err := t.countRows(ctx)
 	if err != nil {
-		return 0, false, err
+		srv.log.Debug("row count estimate failed", "table", t.info.name, "err", err)
+		return last, false, nil
 	}
-	defer release()
+	srv.rowCounts.Store(t.info.id, rowCountEntry{n: n, at: time.Now()})
+	return n, false, nil
+}
+
+func (t *Table) countRows(ctx context.Context) (uint64, error) {
+	kvt, err := t.db.srv.db.Begin(ctx, txn.TxnOptions{ReadOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = kvt.Rollback(ctx) }()
 	start, end := t.info.primarySpan()
 	it := kvt.NewIterator(ctx, start, end, false, 1024)
 	defer it.Close()
@@ -96,15 +118,14 @@ func (t *Table) RowCount(ctx *gms.Context) (uint64, bool, error) {
 	for n < rowCountLimit {
 		_, ok, err := it.Next(ctx)
 		if err != nil {
-			return 0, false, convertTxnError("count rows of "+t.info.name, err)
+			return 0, err
 		}
 		if !ok {
 			break
 		}
 		n++
 	}
-	srv.rowCounts.Store(t.info.id, rowCountEntry{n: n, at: time.Now()})
-	return n, false, nil
+	return n, nil
 }
 
 // DataLength estimates the table's size (rows × 64 bytes per column).
