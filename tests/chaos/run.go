@@ -156,6 +156,23 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 			cfg.Workload.Worker(runCtx, rec, p, clients, rand.New(rand.NewPCG(cfg.Seed, uint64(p)+1)))
 		}()
 	}
+	// A timeline of every node's view of the ranges (leader, applied
+	// index), for diagnosing stalls: written to ranges.json.
+	var timeline []rangeSample
+	monitorDone := make(chan struct{})
+	go func() {
+		defer close(monitorDone)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-tick.C:
+			}
+			timeline = append(timeline, c.sample(runCtx, rec.Now()))
+		}
+	}()
 	var windows []checker.PartitionWindow
 	var catchMu sync.Mutex
 	var catchWG sync.WaitGroup
@@ -188,7 +205,11 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 			rep.Schedule = append(rep.Schedule, ev)
 			cfg.Logger.Info("fault", "kind", ev.Kind, "nodes", ev.Nodes, "detail", ev.Detail)
 			sleep(hold)
-			target, _ := c.Ranges(ctx)
+			var target map[uint64]*RangeState
+			measure := ev.Kind == "partition" || ev.Kind == "pause" || ev.Kind == "bridge"
+			if measure {
+				target, _ = c.Ranges(ctx)
+			}
 			// The heal's time is when it began: recovery is measured from
 			// there (a restart's own start-up time counts as unavailability).
 			healAt := rec.Now()
@@ -208,7 +229,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 				}
 				windows = append(windows, checker.PartitionWindow{Start: ev.At, End: healAt, Minority: ev.Nodes, Majority: major})
 			}
-			if ev.Kind == "partition" || ev.Kind == "pause" || ev.Kind == "bridge" {
+			if measure {
 				catchWG.Add(1)
 				go func() {
 					defer catchWG.Done()
@@ -223,6 +244,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	<-runCtx.Done()
 	stopRun()
 	wg.Wait()
+	<-monitorDone
+	if b, err := json.Marshal(timeline); err == nil {
+		_ = os.WriteFile(filepath.Join(cfg.Dir, "ranges.json"), b, 0o644)
+	}
 	catchWG.Wait()
 	runEnd := rec.Now()
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -29,21 +30,19 @@ type RangeState struct {
 	Applied map[uint64]uint64
 }
 
-// Ranges merges the /api/ranges answers of every reachable node.
+// Ranges merges the /api/ranges answers of every reachable node (asked
+// in parallel, each for at most 2 s).
 func (c *Cluster) Ranges(ctx context.Context) (map[uint64]*RangeState, error) {
+	s := c.sample(ctx, 0)
+	if len(s.Nodes) == 0 {
+		return nil, fmt.Errorf("chaos: no node answered /api/ranges: %v", s.Errs)
+	}
 	out := map[uint64]*RangeState{}
-	var lastErr error
-	answered := 0
 	for _, n := range c.Nodes {
-		if !n.running() || n.isPaused() {
+		views, ok := s.Nodes[n.name]
+		if !ok {
 			continue
 		}
-		var views []rangeView
-		if err := c.get(ctx, n, "/api/ranges", &views); err != nil {
-			lastErr = err
-			continue
-		}
-		answered++
 		for _, v := range views {
 			rs := out[v.RangeID]
 			if rs == nil {
@@ -64,9 +63,6 @@ func (c *Cluster) Ranges(ctx context.Context) (map[uint64]*RangeState, error) {
 				}
 			}
 		}
-	}
-	if answered == 0 {
-		return nil, fmt.Errorf("chaos: no node answered /api/ranges: %w", lastErr)
 	}
 	if len(out) == 0 {
 		return nil, errNoRanges
@@ -171,20 +167,57 @@ func (c *Cluster) TSOLeader(ctx context.Context) (*NodeProc, error) {
 	return nil, fmt.Errorf("%w: TSO leader %s is no node of ours", ErrNoLeader, addr)
 }
 
-// CaughtUp reports whether every replica of every range has applied at
-// least what its leader had applied when target was taken.
+// caughtUp reports whether every replica of every range, as every voter
+// reports now, has applied at least what its leader had applied when
+// target was taken.
 func caughtUp(now, target map[uint64]*RangeState) bool {
 	for id, t := range target {
 		want := t.Applied[t.Leader]
 		r := now[id]
-		if r == nil {
+		if r == nil || len(r.Applied) < r.Replicas {
 			return false
 		}
-		for node := range t.Applied {
-			if r.Applied[node] < want {
+		for _, applied := range r.Applied {
+			if applied < want {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// rangeSample is what every node said about its replicas at one moment.
+type rangeSample struct {
+	At    int64                  `json:"at"`
+	Nodes map[string][]rangeView `json:"nodes"`
+	Errs  map[string]string      `json:"errors,omitempty"`
+}
+
+// sample asks every running node for its view of the ranges.
+func (c *Cluster) sample(ctx context.Context, at int64) rangeSample {
+	s := rangeSample{At: at, Nodes: map[string][]rangeView{}, Errs: map[string]string{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, n := range c.Nodes {
+		if !n.running() || n.isPaused() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			var views []rangeView
+			err := c.get(cctx, n, "/api/ranges", &views)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				s.Errs[n.name] = err.Error()
+				return
+			}
+			s.Nodes[n.name] = views
+		}()
+	}
+	wg.Wait()
+	return s
 }
