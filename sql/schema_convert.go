@@ -39,6 +39,18 @@ func buildTableInfo(d *catalog.TableDescriptor, referenced []gms.ForeignKeyConst
 		byID[d.Columns[i].ID] = i
 		ti.colIDs = append(ti.colIDs, d.Columns[i].ID)
 	}
+	// A type string without COLLATE parses to an unspecified collation;
+	// it was stored from a type of the default collation (Type.String
+	// names any other). Unspecified would make LIKE and comparisons fail.
+	for _, c := range pks.Schema {
+		if tc, ok := c.Type.(gms.TypeWithCollation); ok && tc.Collation() == gms.Collation_Unspecified {
+			nt, err := tc.WithNewCollation(gms.Collation_Default)
+			if err != nil {
+				return nil, fmt.Errorf("qsql: column %s.%s collation: %w", d.Name, c.Name, err)
+			}
+			c.Type = nt
+		}
+	}
 	ti.schema = pks
 	ti.pkOrd = pks.PkOrdinals
 	for _, ix := range d.Indexes {

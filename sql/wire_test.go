@@ -229,6 +229,7 @@ func TestIndexRangesAndKeyless(t *testing.T) {
 		{"SELECT a, b FROM t WHERE a = 1 AND b = 'b'", "[[1 b]]"},
 		{"SELECT a FROM t WHERE a IN (2, 4) ORDER BY a", "[[2] [4]]"},
 		{"SELECT x, y FROM k ORDER BY x", "[[1 1] [2 5]]"},
+		{"SELECT b FROM t WHERE b LIKE '%c' ORDER BY b", "[[c]]"},
 	}
 	for _, tc := range cases {
 		if got := fmt.Sprint(queryStrings(t, db, tc.q)); got != tc.want {
