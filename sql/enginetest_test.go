@@ -67,21 +67,21 @@ func (h *gmsHarness) NewEngine(t *testing.T) (enginetest.QueryEngine, error) {
 
 func (h *gmsHarness) NewContext() *gms.Context {
 	if h.session == nil {
-		h.session = h.newSession()
+		h.session = h.newSession(1) // the suites expect CONNECTION_ID() = 1
 	}
 	return gms.NewContext(context.Background(), gms.WithSession(h.session))
 }
 
-func (h *gmsHarness) newSession() *Session {
+func (h *gmsHarness) newSession(id uint32) *Session {
 	if h.srv == nil {
 		h.srv = h.newServer(h.t)
 	}
-	return h.srv.NewSession(h.nextID.Add(1))
+	return h.srv.NewSession(id)
 }
 
-// NewSession is a second client (transaction tests).
+// NewSession is another client (transaction tests).
 func (h *gmsHarness) NewSession() *gms.Context {
-	return gms.NewContext(context.Background(), gms.WithSession(h.newSession()))
+	return gms.NewContext(context.Background(), gms.WithSession(h.newSession(h.nextID.Add(1)+1)))
 }
 
 func (h *gmsHarness) SupportsNativeIndexCreation() bool { return true }
@@ -127,14 +127,14 @@ var gmsSuites = []struct {
 	{"InsertInto", false, enginetest.TestInsertInto},
 	{"InsertIntoErrors", false, enginetest.TestInsertIntoErrors},
 	{"ReplaceInto", false, enginetest.TestReplaceInto},
-	{"Update", true, enginetest.TestUpdate},
-	{"Delete", true, enginetest.TestDelete},
+	{"Update", false, enginetest.TestUpdate},
+	{"Delete", false, enginetest.TestDelete},
 	{"Truncate", false, enginetest.TestTruncate},
 	{"CreateTable", true, enginetest.TestCreateTable},
 	{"AlterTable", true, enginetest.TestAlterTable},
 	{"AddColumn", false, enginetest.TestAddColumn},
 	{"DropColumn", false, enginetest.TestDropColumn},
-	{"ModifyColumn", true, enginetest.TestModifyColumn},
+	{"ModifyColumn", false, enginetest.TestModifyColumn},
 	{"Indexes", false, enginetest.TestIndexes},
 	{"CreateForeignKeys", false, enginetest.TestCreateForeignKeys},
 	{"ForeignKeys", true, enginetest.TestForeignKeys},
@@ -143,8 +143,8 @@ var gmsSuites = []struct {
 	{"ColumnDefaults", true, enginetest.TestColumnDefaults},
 	{"TransactionScripts", false, transactionScripts},
 	{"QueryErrors", false, enginetest.TestQueryErrors},
-	{"Queries", true, enginetest.TestQueries},
-	{"JoinQueries", true, enginetest.TestJoinQueries},
+	{"Queries", false, enginetest.TestQueries},
+	{"JoinQueries", false, enginetest.TestJoinQueries},
 	{"ComplexIndexQueries", true, enginetest.TestComplexIndexQueries},
 }
 

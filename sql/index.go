@@ -1,10 +1,13 @@
 package qsql
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 
 	gms "github.com/dolthub/go-mysql-server/sql"
+
+	"github.com/quorumdb/quorumdb/kv"
 )
 
 // primaryIndexName is the engine's name of a primary key index.
@@ -265,8 +268,36 @@ func (t *Table) LookupPartitions(ctx *gms.Context, lookup gms.IndexLookup) (gms.
 	p := &scanPartition{index: x.idx, spans: spans, reverse: lookup.IsReverse}
 	if !precise {
 		// The spans are wider than the ranges: re-check every row, so
-		// lookups are exact (the foreign key checks rely on it).
+		// lookups are exact (the foreign key checks rely on it), and merge
+		// spans that now overlap so no row comes back twice.
 		p.filter = &rangeFilter{ranges: ranges, cols: x.extendedCols(), info: x.info}
+		p.spans = mergeSpans(spans, lookup.IsReverse)
 	}
 	return gms.PartitionsToPartitionIter(p), nil
+}
+
+// mergeSpans returns the union of spans as disjoint spans in key order
+// (descending when reverse).
+func mergeSpans(spans []kv.Span, reverse bool) []kv.Span {
+	sorted := append([]kv.Span(nil), spans...)
+	sort.Slice(sorted, func(i, j int) bool { return bytes.Compare(sorted[i].Key, sorted[j].Key) < 0 })
+	var out []kv.Span
+	for _, sp := range sorted {
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			if last.EndKey == nil || bytes.Compare(sp.Key, last.EndKey) <= 0 {
+				if last.EndKey != nil && (sp.EndKey == nil || bytes.Compare(sp.EndKey, last.EndKey) > 0) {
+					last.EndKey = sp.EndKey
+				}
+				continue
+			}
+		}
+		out = append(out, sp)
+	}
+	if reverse {
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	gms "github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/types"
 
 	"github.com/quorumdb/quorumdb/catalog"
 )
@@ -307,6 +308,7 @@ func (t *Table) ModifyColumn(ctx *gms.Context, name string, column *gms.Column, 
 		return gms.ErrTableColumnNotFound.New(t.info.name, name)
 	}
 	oldType := t.info.schema.Schema[pos].Type
+	wasAutoInc := t.info.schema.Schema[pos].AutoIncrement
 	cur, nu, err := t.alter(ctx, func(d *catalog.TableDescriptor) error {
 		c := *column
 		c.PrimaryKey = t.info.schema.Schema[pos].PrimaryKey
@@ -318,10 +320,16 @@ func (t *Table) ModifyColumn(ctx *gms.Context, name string, column *gms.Column, 
 	if err != nil {
 		return err
 	}
+	newPos := nu.schema.Schema.IndexOfColName(column.Name)
+	if column.AutoIncrement && !wasAutoInc {
+		// As MySQL: the sequence continues after the column's largest value.
+		if err := t.restartAutoIncrementAfterMax(ctx, nu, newPos); err != nil {
+			return err
+		}
+	}
 	if oldType.Equals(column.Type) && sameColumnOrder(cur, nu) {
 		return nil
 	}
-	newPos := nu.schema.Schema.IndexOfColName(column.Name)
 	return t.rewriteRows(ctx, cur, nu, func(row gms.Row) (gms.Row, error) {
 		out := projectByIDs(cur, nu, row)
 		if out[newPos] != nil {
@@ -598,4 +606,41 @@ func (t *Table) UpdateForeignKey(ctx *gms.Context, name string, fk gms.ForeignKe
 // CreateIndexForForeignKey creates the index a new foreign key needs.
 func (t *Table) CreateIndexForForeignKey(ctx *gms.Context, def gms.IndexDef) error {
 	return t.CreateIndex(ctx, def)
+}
+
+// restartAutoIncrementAfterMax sets the table's sequence past the largest
+// value of column col.
+func (t *Table) restartAutoIncrementAfterMax(ctx *gms.Context, info *tableInfo, col int) error {
+	_, kvt, err := writeTxn(ctx)
+	if err != nil {
+		return err
+	}
+	var maxV uint64
+	start, end := info.primarySpan()
+	it := kvt.NewIterator(ctx, start, end, false, t.db.srv.cfg.ScanBatchSize)
+	defer it.Close()
+	for {
+		e, ok, err := it.Next(ctx)
+		if err != nil {
+			return convertTxnError("scan "+info.name, err)
+		}
+		if !ok {
+			break
+		}
+		row, err := info.decodeRow(e.Key, e.Value)
+		if err != nil {
+			return err
+		}
+		if row[col] == nil {
+			continue
+		}
+		v, _, err := types.Uint64.Convert(ctx, row[col])
+		if err != nil {
+			continue
+		}
+		if u := v.(uint64); u > maxV {
+			maxV = u
+		}
+	}
+	return t.db.srv.autoInc.set(ctx, kvt, info.id, maxV+1)
 }
