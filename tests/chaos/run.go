@@ -274,7 +274,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	rep.Results = cfg.Workload.Check(ops)
 	if len(windows) > 0 {
 		if rep.Replicas >= 3 {
-			rep.Results = append(rep.Results, checker.SplitBrain(ops, cfg.Workload.CommitFs(), windows, cfg.Workload.Visible(ops)))
+			rep.Results = append(rep.Results, checker.SplitBrain(ops, cfg.Workload.CommitFs(), windows, electionGrace, cfg.Workload.Visible(ops)))
 		} else {
 			rep.HarnessError = append(rep.HarnessError, fmt.Sprintf("split-brain check skipped: ranges have %d replica(s), so a partition leaves the data on one side only", rep.Replicas))
 		}
@@ -386,3 +386,8 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "  files: %s\n", r.Dir)
 	return b.String()
 }
+
+// electionGrace is how long a partition may stop commits on its majority
+// side before that counts as unavailability: Raft elections (1 s timeout at
+// the default 100 ms tick, randomized up to 2 s) plus the clients' retries.
+const electionGrace = 4 * time.Second

@@ -290,7 +290,19 @@ func TestSplitBrainCatchesMinorityCommit(t *testing.T) {
 		{F: "add", Node: "n1", Invoke: ms(1300), Complete: ms(1400), Outcome: OK},
 		{F: "add", Node: "n3", Invoke: ms(500), Complete: ms(1100), Outcome: OK}, // began before the cut
 	}
-	expectValid(t, SplitBrain(good, []string{"add"}, w, nil))
+	good = append(good, Op{F: "add", Node: "n2", Invoke: ms(3500), Complete: ms(3600), Outcome: OK})
+	expectValid(t, SplitBrain(good, []string{"add"}, w, 2*time.Second, nil))
 	bad := append(good, Op{F: "add", Node: "n3", Invoke: ms(2000), Complete: ms(2100), Outcome: OK})
-	expectAnomaly(t, SplitBrain(bad, []string{"add"}, w, nil), "minority-commit")
+	expectAnomaly(t, SplitBrain(bad, []string{"add"}, w, 2*time.Second, nil), "minority-commit")
+}
+
+func TestSplitBrainCatchesStalledMajority(t *testing.T) {
+	w := []PartitionWindow{{Start: ms(1000), End: ms(6000), Minority: []string{"n1"}, Majority: []string{"n2", "n3"}}}
+	// The majority committed only right at the start (in-flight), then
+	// nothing: the TSO leader was on the minority side.
+	h := []Op{
+		{F: "add", Node: "n2", Invoke: ms(1000), Complete: ms(1100), Outcome: OK},
+		{F: "add", Node: "n2", Invoke: ms(1200), Complete: ms(5900), Outcome: Unknown},
+	}
+	expectAnomaly(t, SplitBrain(h, []string{"add"}, w, 3*time.Second, nil), "majority-unavailable")
 }

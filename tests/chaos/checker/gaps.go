@@ -3,6 +3,7 @@ package checker
 import (
 	"fmt"
 	"sort"
+	"time"
 )
 
 // Event is a nemesis action at a time of the run.
@@ -77,12 +78,14 @@ type PartitionWindow struct {
 
 // SplitBrain checks the partition rule: no commit (ok op with F in
 // commitFs) invoked and completed inside a window through a node of its
-// minority. visible, when not nil, says whether an unknown op's effect is in
-// the final state; such ops from the minority are listed as notes (their
-// client gave up, the write may have been applied after the heal, which is
-// no split brain). It also notes how many commits the majority side made
-// during each window.
-func SplitBrain(ops []Op, commitFs []string, windows []PartitionWindow, visible func(Op) bool) Result {
+// minority; and the majority side keeps committing: a window that lasts
+// more than grace (time to elect new leaders) plus a second without a
+// single commit through a majority node after grace is an anomaly
+// ("majority-unavailable"). visible, when not nil, says whether an unknown
+// op's effect is in the final state; such ops from the minority are only
+// counted in a note (their client gave up, the write may have landed after
+// the heal, which is no split brain).
+func SplitBrain(ops []Op, commitFs []string, windows []PartitionWindow, grace time.Duration, visible func(Op) bool) Result {
 	r := Result{Checker: "split-brain"}
 	isCommit := map[string]bool{}
 	for _, f := range commitFs {
@@ -93,10 +96,13 @@ func SplitBrain(ops []Op, commitFs []string, windows []PartitionWindow, visible 
 		for _, n := range w.Minority {
 			minority[n] = true
 		}
-		majorityCommits, minorityUnknownVisible := 0, 0
+		majorityCommits, minorityUnknownVisible, afterGrace := 0, 0, 0
 		for _, op := range ops {
 			if !isCommit[op.F] || op.Invoke < w.Start || op.Complete > w.End {
 				continue
+			}
+			if !minority[op.Node] && op.Outcome == OK && op.Invoke >= w.Start+int64(grace) {
+				afterGrace++
 			}
 			switch {
 			case minority[op.Node] && op.Outcome == OK:
@@ -106,6 +112,9 @@ func SplitBrain(ops []Op, commitFs []string, windows []PartitionWindow, visible 
 			case !minority[op.Node] && op.Outcome == OK:
 				majorityCommits++
 			}
+		}
+		if w.End-w.Start > int64(grace+time.Second) && afterGrace == 0 {
+			r.add("majority-unavailable", "partition %s–%s (minority %v): no commit through the majority %v after the first %s", fmtNanos(w.Start), fmtNanos(w.End), w.Minority, w.Majority, grace)
 		}
 		r.Notes = append(r.Notes, fmt.Sprintf("partition %s–%s (minority %v): %d commits on the majority side, %d unknown minority writes visible at the end",
 			fmtNanos(w.Start), fmtNanos(w.End), w.Minority, majorityCommits, minorityUnknownVisible))
