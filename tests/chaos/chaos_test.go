@@ -199,6 +199,7 @@ func TestChaosMatrix(t *testing.T) {
 			nems = append(nems, n)
 		}
 	}
+	var reports []*Report
 	for _, wn := range wls {
 		for _, nem := range nems {
 			t.Run(wn+"/"+nem.Name(), func(t *testing.T) {
@@ -206,8 +207,17 @@ func TestChaosMatrix(t *testing.T) {
 				if wl == nil {
 					t.Fatalf("no workload %q", wn)
 				}
-				runOne(t, wl, nem, d)
+				reports = append(reports, runOne(t, wl, nem, d))
 			})
 		}
+	}
+	table := MatrixSummary(reports)
+	t.Logf("\n%s", table)
+	path := resultsDir(t, "matrix.txt")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
+		t.Errorf("write matrix summary: %v", err)
 	}
 }

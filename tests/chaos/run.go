@@ -391,3 +391,74 @@ func (r *Report) Summary() string {
 // side before that counts as unavailability: Raft elections (1 s timeout at
 // the default 100 ms tick, randomized up to 2 s) plus the clients' retries.
 const electionGrace = 4 * time.Second
+
+// MatrixSummary renders one line per run: verdict, operations, the longest
+// time without a commit, the slowest recovery after a fault or heal, the
+// slowest replica catch-up, and the anomaly kinds found.
+func MatrixSummary(reports []*Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-12s %-19s %-8s %7s %6s %7s %9s %12s %10s  %s\n", "workload", "nemesis", "verdict", "ok", "fail", "unknown", "max gap", "max recovery", "catch-up", "anomalies")
+	for _, r := range reports {
+		if r == nil {
+			continue
+		}
+		var ok, fail, unknown int
+		for _, m := range r.Counts {
+			ok += m[checker.OK]
+			fail += m[checker.Fail]
+			unknown += m[checker.Unknown]
+		}
+		recovery := "-"
+		var worst int64 = -2
+		for _, e := range r.Availability.Events {
+			if e.FirstCommitAfter < 0 {
+				worst = -1
+				break
+			}
+			worst = max(worst, e.FirstCommitAfter)
+		}
+		switch {
+		case worst == -1:
+			recovery = "none"
+		case worst >= 0:
+			recovery = fmtDur(worst)
+		}
+		catch := "-"
+		var slowest int64 = -2
+		for _, cu := range r.CatchUps {
+			if cu.Took < 0 {
+				slowest = -1
+				break
+			}
+			slowest = max(slowest, cu.Took)
+		}
+		switch {
+		case slowest == -1:
+			catch = ">20s"
+		case slowest >= 0:
+			catch = fmtDur(slowest)
+		}
+		verdict := "valid"
+		if !r.Valid {
+			verdict = "INVALID"
+		}
+		kinds := map[string]bool{}
+		var list []string
+		for _, res := range r.Results {
+			for _, a := range res.Anomalies {
+				if !kinds[a.Kind] {
+					kinds[a.Kind] = true
+					list = append(list, a.Kind)
+				}
+			}
+		}
+		for _, e := range r.HarnessError {
+			if strings.HasPrefix(e, "skipped: ") {
+				verdict = "skipped"
+			}
+		}
+		fmt.Fprintf(&b, "%-12s %-19s %-8s %7d %6d %7d %9s %12s %10s  %s\n", r.Workload, r.Nemesis, verdict, ok, fail, unknown,
+			fmtDur(r.Availability.LongestGap), recovery, catch, strings.Join(list, ","))
+	}
+	return b.String()
+}
