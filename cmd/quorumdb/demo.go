@@ -168,6 +168,7 @@ func runBankDemo(ctx context.Context, out io.Writer, lc *node.LocalCluster) erro
 	go func() { _ = bank.Run(ctx, 4*len(dbs), uint64(time.Now().UnixNano())) }()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	lastFailure := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -188,5 +189,9 @@ func runBankDemo(ctx context.Context, out io.Writer, lc *node.LocalCluster) erro
 		}
 		fmt.Fprintf(out, "  transfers=%d retried=%d failed=%d total=%d over %d accounts — %s\n",
 			bank.Transfers.Load(), bank.Retries.Load(), bank.Failures.Load(), total, n, mark)
+		if f := bank.LastFailure(); f != "" && f != lastFailure {
+			fmt.Fprintf(out, "    last failed transfer: %s\n", f)
+			lastFailure = f
+		}
 	}
 }

@@ -47,6 +47,14 @@ type Bank struct {
 	Transfers atomic.Int64 // committed
 	Retries   atomic.Int64 // aborted by a serialization failure, retried
 	Failures  atomic.Int64 // other errors (node down, timeout)
+
+	lastFailure atomic.Value // string
+}
+
+// LastFailure describes the most recent failed transfer ("" if none).
+func (b *Bank) LastFailure() string {
+	s, _ := b.lastFailure.Load().(string)
+	return s
 }
 
 // Setup creates bank.accounts with Accounts rows of Initial each (dropping
@@ -99,7 +107,10 @@ func (b *Bank) Transfer(ctx context.Context, db *sql.DB, rng *rand.Rand) error {
 			return nil
 		}
 		if !IsRetryable(err) || attempt >= 20 || ctx.Err() != nil {
-			b.Failures.Add(1)
+			if ctx.Err() == nil {
+				b.Failures.Add(1)
+				b.lastFailure.Store(err.Error())
+			}
 			return err
 		}
 		b.Retries.Add(1)
