@@ -224,3 +224,35 @@ func TestLockWaitTimeout1205(t *testing.T) {
 		t.Fatalf("want 1205, got %v", err)
 	}
 }
+
+// TestAutoIncrementAcrossNodes: concurrent automatic inserts through two
+// nodes never collide.
+func TestAutoIncrementAcrossNodes(t *testing.T) {
+	a, b := twoNodes(t)
+	mustExec(t, connect(t, a, ""), "CREATE DATABASE ai", "USE ai", "CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, node INT NOT NULL)")
+	var wg sync.WaitGroup
+	for n, srv := range []*Server{a, b} {
+		db := connect(t, srv, "ai")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				if _, err := db.Exec("INSERT INTO t (node) VALUES (?)", n); err != nil {
+					t.Errorf("node %d insert %d: %v", n, i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	check := connect(t, a, "ai")
+	if got := fmt.Sprint(queryStrings(t, check, "SELECT COUNT(*), COUNT(DISTINCT id) FROM t")); got != "[[80 80]]" {
+		t.Fatalf("rows/distinct ids: %s", got)
+	}
+	for n := 0; n < 2; n++ {
+		ids := queryStrings(t, check, "SELECT id FROM t WHERE node = ? ORDER BY id", n)
+		if len(ids) != 40 {
+			t.Fatalf("node %d: %d rows", n, len(ids))
+		}
+	}
+}
