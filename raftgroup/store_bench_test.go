@@ -34,6 +34,16 @@ func benchCluster(b *testing.B, ranges int) *testCluster {
 		cfg.ElectionTicks, cfg.HeartbeatTicks = 15, 3
 		cfg.RequestTimeout = 10 * time.Second
 	})
+	benchBootstrap(b, c, ranges)
+	if ranges <= 1000 {
+		for i := 1; i <= ranges; i++ {
+			c.waitLeader(uint64(i), 60*time.Second)
+		}
+	}
+	return c
+}
+
+func benchBootstrap(b testing.TB, c *testCluster, ranges int) {
 	var wg sync.WaitGroup
 	for _, node := range []uint64{1, 2, 3} {
 		wg.Add(1)
@@ -51,12 +61,6 @@ func benchCluster(b *testing.B, ranges int) *testCluster {
 		}()
 	}
 	wg.Wait()
-	if ranges <= 1000 {
-		for i := 1; i <= ranges; i++ {
-			c.waitLeader(uint64(i), 60*time.Second)
-		}
-	}
-	return c
 }
 
 func benchProposals(b *testing.B, ranges, clients int) {
