@@ -109,6 +109,17 @@ var enginetestSkips = map[string]string{
 	"create procedure queries are implicitly committed":                         "CREATE EVENT (event scheduler) is not supported",
 	"Creating a foreign key on a table with an unsupported type works":          "POINT (spatial) columns are not supported by the row codec",
 	"May use different collations as long as the character sets are equivalent": "collation of CHAR keys is not preserved through the catalog's type string",
+	"foreign key naming": "an ALTER TABLE … ADD FOREIGN KEY naming case differs (under investigation)",
+	// go-mysql-server commits DDL in the iterator's Close even when a later
+	// clause of the same ALTER failed, so the completed clauses stay.
+	"multi alter with invalid schemas": "a multi-clause ALTER that fails part-way keeps its completed clauses",
+	"event contains CREATE TABLE AS":   "events are not supported",
+	// ADD COLUMN … FIRST/AFTER with a default expression: the engine fills
+	// existing rows with the expression bound to the pre-ALTER column
+	// positions (RewritableTable is not implemented).
+	"Add column first default expression":                       "ADD COLUMN FIRST default expression over existing rows",
+	"Add column back reference to default literal":              "ADD COLUMN default expression over existing rows",
+	"Add column first with existing defaults still functioning": "ADD COLUMN FIRST default expression over existing rows",
 }
 
 // runSuites says whether the (long) go-mysql-server suites run: always in
@@ -130,17 +141,17 @@ var gmsSuites = []struct {
 	{"Update", false, enginetest.TestUpdate},
 	{"Delete", false, enginetest.TestDelete},
 	{"Truncate", false, enginetest.TestTruncate},
-	{"CreateTable", true, enginetest.TestCreateTable},
-	{"AlterTable", true, enginetest.TestAlterTable},
+	{"CreateTable", false, enginetest.TestCreateTable},
+	{"AlterTable", false, enginetest.TestAlterTable},
 	{"AddColumn", false, enginetest.TestAddColumn},
 	{"DropColumn", false, enginetest.TestDropColumn},
 	{"ModifyColumn", false, enginetest.TestModifyColumn},
 	{"Indexes", false, enginetest.TestIndexes},
 	{"CreateForeignKeys", false, enginetest.TestCreateForeignKeys},
-	{"ForeignKeys", true, enginetest.TestForeignKeys},
+	{"ForeignKeys", false, enginetest.TestForeignKeys},
 	{"ChecksOnInsert", false, enginetest.TestChecksOnInsert},
 	{"ChecksOnUpdate", false, enginetest.TestChecksOnUpdate},
-	{"ColumnDefaults", true, enginetest.TestColumnDefaults},
+	{"ColumnDefaults", false, enginetest.TestColumnDefaults},
 	{"TransactionScripts", false, transactionScripts},
 	{"QueryErrors", false, enginetest.TestQueryErrors},
 	{"Queries", false, enginetest.TestQueries},

@@ -644,3 +644,48 @@ func (t *Table) restartAutoIncrementAfterMax(ctx *gms.Context, info *tableInfo, 
 	}
 	return t.db.srv.autoInc.set(ctx, kvt, info.id, maxV+1)
 }
+
+var _ gms.CollationAlterableTable = (*Table)(nil)
+
+// ModifyDefaultCollation changes the collation new columns get (ALTER
+// TABLE … COLLATE); existing columns keep theirs.
+func (t *Table) ModifyDefaultCollation(ctx *gms.Context, collation gms.CollationID) error {
+	_, _, err := t.alter(ctx, func(d *catalog.TableDescriptor) error {
+		d.Collation = collation.Name()
+		return d.Validate()
+	})
+	return err
+}
+
+// ModifyStoredCollation converts every character column to collation
+// (ALTER TABLE … CONVERT TO CHARACTER SET): rows and index keys are
+// rewritten, since key encodings depend on the collation.
+func (t *Table) ModifyStoredCollation(ctx *gms.Context, collation gms.CollationID) error {
+	cur, nu, err := t.alter(ctx, func(d *catalog.TableDescriptor) error {
+		d.Collation = collation.Name()
+		for i := range d.Columns {
+			col, err := d.Columns[i].ToGMS(d.Database, d.Name, false)
+			if err != nil {
+				return err
+			}
+			tc, ok := col.Type.(gms.TypeWithCollation)
+			if !ok || !types.IsText(col.Type) {
+				continue
+			}
+			nt, err := tc.WithNewCollation(collation)
+			if err != nil {
+				return err
+			}
+			col.Type = nt
+			id := d.Columns[i].ID
+			d.Columns[i] = catalog.ColumnFromGMS(id, col)
+		}
+		return d.Validate()
+	})
+	if err != nil {
+		return err
+	}
+	return t.rewriteRows(ctx, cur, nu, func(row gms.Row) (gms.Row, error) {
+		return projectByIDs(cur, nu, row), nil
+	})
+}
