@@ -1,6 +1,7 @@
 package qsql
 
 import (
+	"context"
 	"fmt"
 	"testing"
 )
@@ -22,5 +23,30 @@ func TestCreateInsertSelect(t *testing.T) {
 	got = queryStrings(t, db, "SELECT name FROM customers WHERE email = 'cy@x'")
 	if fmt.Sprint(got) != "[[cy]]" {
 		t.Fatalf("index lookup: got %v", got)
+	}
+}
+
+// TestServerOnAddress: a server started on an address (no listener given)
+// reports the port it bound and serves clients.
+func TestServerOnAddress(t *testing.T) {
+	db, _ := newTestDB(t)
+	srv, err := NewServer(context.Background(), Config{Address: "127.0.0.1:0", DB: db, Logger: quietLogger(), RootPassword: "secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve()
+	}()
+	defer func() {
+		_ = srv.Close()
+		<-done
+	}()
+	if got := fmt.Sprint(queryStrings(t, connectAs(t, srv, "root", "secret", ""), "SELECT 1 + 1")); got != "[[2]]" {
+		t.Fatalf("got %s", got)
+	}
+	if err := connectAs(t, srv, "root", "", "").Ping(); mysqlCode(err) != 1045 {
+		t.Fatalf("root without the configured password: want 1045, got %v", err)
 	}
 }

@@ -59,7 +59,9 @@
 //
 // # Users
 //
-// The root account has no password and all privileges (go-mysql-server's
-// built-in user database, in memory). Persisting users and grants in the KV
-// store is not done yet.
+// go-mysql-server's user and grant tables are persisted as one blob in the KV
+// store on every change and reloaded by each node when the stored blob
+// changes, before a new connection authenticates (users.go). Without
+// Config.RootPassword, root@localhost has no password (loopback clients
+// only); with it, root needs that password from any host.
 package qsql

@@ -30,6 +30,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Version reported to clients (the VERSION() suffix and handshake).
 	Version string
+	// RootPassword, when set, is root's password from any host. When empty,
+	// root@localhost has no password and root can only log in over loopback.
+	RootPassword string
 	// MaxConnections, 0 for unlimited.
 	MaxConnections uint64
 	// AutoIncrementBlock is how many AUTO_INCREMENT values a node reserves
@@ -142,10 +145,17 @@ func newEngineServer(cfg Config) (*Server, error) {
 	s.store = &schemaStore{srv: s}
 	s.provider = newProvider(s)
 	a := analyzer.NewDefault(s.provider)
-	s.engine = sqle.New(a, &sqle.Config{VersionPostfix: cfg.Version, IncludeRootAccount: true})
+	s.engine = sqle.New(a, &sqle.Config{VersionPostfix: cfg.Version, IncludeRootAccount: cfg.RootPassword == ""})
 	s.grants = &grantsSync{srv: s}
 	if err := s.grants.reload(context.Background()); err != nil {
 		return nil, err
+	}
+	if cfg.RootPassword != "" {
+		mdb := s.engine.Analyzer.Catalog.MySQLDb
+		ed := mdb.Editor()
+		mdb.AddSuperUser(ed, "root", "localhost", cfg.RootPassword)
+		mdb.AddSuperUser(ed, "root", "%", cfg.RootPassword)
+		ed.Close()
 	}
 	s.engine.Analyzer.Catalog.MySQLDb.SetPersister(s.grants)
 	return s, nil
