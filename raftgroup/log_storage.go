@@ -3,6 +3,7 @@ package raftgroup
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -32,19 +33,25 @@ type logStorage struct {
 	cache      []*raftpb.Entry // contiguous, ends at lastIndex when non-empty
 	cacheBytes int
 	cacheLimit int
+	// cacheTotal is the store-wide size of all entry caches; past
+	// cacheBudget a replica that appends keeps only its newest entry.
+	cacheTotal  *atomic.Int64
+	cacheBudget int64
 	// onSnapshot pins the data of a snapshot raft is about to send; set by
 	// the replica, called on its owner worker.
 	onSnapshot func(index uint64)
 }
 
-func newLogStorage(engine *kv.Engine, rangeID uint64, ps persistedState, cacheLimit int) (*logStorage, error) {
+func newLogStorage(engine *kv.Engine, rangeID uint64, ps persistedState, cacheLimit int, cacheTotal *atomic.Int64, cacheBudget int64) (*logStorage, error) {
 	s := &logStorage{
-		rangeID:    rangeID,
-		engine:     engine,
-		hardState:  proto.Clone(ps.HardState).(*raftpb.HardState),
-		applied:    ps.Applied,
-		truncated:  ps.Truncated,
-		cacheLimit: cacheLimit,
+		rangeID:     rangeID,
+		engine:      engine,
+		hardState:   proto.Clone(ps.HardState).(*raftpb.HardState),
+		applied:     ps.Applied,
+		truncated:   ps.Truncated,
+		cacheLimit:  cacheLimit,
+		cacheTotal:  cacheTotal,
+		cacheBudget: cacheBudget,
 	}
 	if err := s.loadLastIndex(); err != nil {
 		return nil, err
@@ -269,23 +276,23 @@ func (s *logStorage) appended(ents []*raftpb.Entry) {
 		cfirst := s.cache[0].GetIndex()
 		switch {
 		case first <= cfirst:
-			s.cache, s.cacheBytes = nil, 0
+			s.dropCacheLocked()
 		case first <= s.lastIndex:
 			for _, e := range s.cache[first-cfirst:] {
-				s.cacheBytes -= proto.Size(e)
+				s.addCacheBytes(-proto.Size(e))
 			}
 			s.cache = s.cache[:first-cfirst]
 		}
 	}
 	if len(s.cache) > 0 && s.cache[len(s.cache)-1].GetIndex()+1 != first {
-		s.cache, s.cacheBytes = nil, 0
+		s.dropCacheLocked()
 	}
 	for _, e := range ents {
 		s.cache = append(s.cache, e)
-		s.cacheBytes += proto.Size(e)
+		s.addCacheBytes(proto.Size(e))
 	}
-	for len(s.cache) > 1 && s.cacheBytes > s.cacheLimit {
-		s.cacheBytes -= proto.Size(s.cache[0])
+	for len(s.cache) > 1 && (s.cacheBytes > s.cacheLimit || s.cacheTotal.Load() > s.cacheBudget) {
+		s.addCacheBytes(-proto.Size(s.cache[0]))
 		s.cache[0] = nil
 		s.cache = s.cache[1:]
 	}
@@ -350,7 +357,7 @@ func (s *logStorage) truncatedTo(index, term uint64) {
 	}
 	s.truncated = truncatedState{Index: index, Term: term}
 	for len(s.cache) > 0 && s.cache[0].GetIndex() <= index {
-		s.cacheBytes -= proto.Size(s.cache[0])
+		s.addCacheBytes(-proto.Size(s.cache[0]))
 		s.cache[0] = nil
 		s.cache = s.cache[1:]
 	}
@@ -368,7 +375,25 @@ func (s *logStorage) resetToSnapshot(hs *raftpb.HardState, a appliedState) {
 	s.applied = a
 	s.truncated = truncatedState{Index: a.Index, Term: a.Term}
 	s.lastIndex, s.lastTerm = a.Index, a.Term
+	s.dropCacheLocked()
+}
+
+func (s *logStorage) addCacheBytes(n int) {
+	s.cacheBytes += n
+	s.cacheTotal.Add(int64(n))
+}
+
+func (s *logStorage) dropCacheLocked() {
+	s.cacheTotal.Add(-int64(s.cacheBytes))
 	s.cache, s.cacheBytes = nil, 0
+}
+
+// dropCache empties the entry cache (a quiesced range needs none; a
+// destroyed one must give its bytes back to the store's budget).
+func (s *logStorage) dropCache() {
+	s.mu.Lock()
+	s.dropCacheLocked()
+	s.mu.Unlock()
 }
 
 var _ raft.Storage = (*logStorage)(nil)

@@ -3,6 +3,7 @@ package raftgroup
 import (
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"go.etcd.io/raft/v3"
@@ -43,7 +44,7 @@ func newTestLogStorage(t *testing.T, eng *kv.Engine, cacheLimit int) *logStorage
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newLogStorage(eng, 7, ps, cacheLimit)
+	s, err := newLogStorage(eng, 7, ps, cacheLimit, new(atomic.Int64), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestLogStorageEntriesFromCacheAndPebble(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		reloaded, err := newLogStorage(eng, 7, ps, cacheLimit)
+		reloaded, err := newLogStorage(eng, 7, ps, cacheLimit, new(atomic.Int64), 1<<30)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +170,7 @@ func TestLogStorageTruncation(t *testing.T) {
 	if ps.Truncated.Index != 30 {
 		t.Fatalf("persisted truncated state %+v", ps.Truncated)
 	}
-	reloaded, err := newLogStorage(eng, 7, ps, 1<<20)
+	reloaded, err := newLogStorage(eng, 7, ps, 1<<20, new(atomic.Int64), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,5 +197,45 @@ func TestEnvelopeRoundTripAndRejectsGarbage(t *testing.T) {
 	}
 	if _, err := decodeSplitCommand([]byte{1}); err == nil {
 		t.Fatal("decoded a short split command")
+	}
+}
+
+func TestLogStorageCacheBudgetIsStoreWide(t *testing.T) {
+	eng := openMemEngine(t)
+	total := new(atomic.Int64)
+	mk := func(rangeID uint64) *logStorage {
+		desc := testDescriptor(rangeID, 1)
+		b := eng.NewWriteBatch()
+		if err := writeInitialState(b, desc, 1, &raftpb.HardState{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := eng.Commit(b, false); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := loadPersistedState(eng.DB(), rangeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := newLogStorage(eng, rangeID, ps, 1<<20, total, 2000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := mk(1), mk(2)
+	appendDurably(t, eng, a, testEntries(11, 41, 6))
+	appendDurably(t, eng, b, testEntries(11, 41, 6))
+	if total.Load() > 2000+200 {
+		t.Fatalf("caches hold %d bytes, budget 2000", total.Load())
+	}
+	for _, s := range []*logStorage{a, b} {
+		if ents, err := s.Entries(11, 41, 1<<20); err != nil || len(ents) != 30 {
+			t.Fatalf("entries beyond the cache: %d %v", len(ents), err)
+		}
+	}
+	a.dropCache()
+	b.dropCache()
+	if total.Load() != 0 {
+		t.Fatalf("%d bytes accounted after dropping every cache", total.Load())
 	}
 }

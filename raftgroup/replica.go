@@ -86,7 +86,7 @@ func (b *inbox) empty() bool {
 const maxInboxMessages = 4096
 
 func newReplica(s *Store, rangeID uint64, ps persistedState) (*Replica, error) {
-	storage, err := newLogStorage(s.engine, rangeID, ps, s.cfg.EntryCacheBytes)
+	storage, err := newLogStorage(s.engine, rangeID, ps, s.cfg.EntryCacheBytes, &s.entryCacheTotal, s.cfg.EntryCacheBudget)
 	if err != nil {
 		return nil, err
 	}

@@ -150,10 +150,11 @@ func (r *Replica) initialize(desc *kv.RangeDescriptor, writeState bool) error {
 	if err != nil {
 		return err
 	}
-	storage, err := newLogStorage(s.engine, r.rangeID, ps, s.cfg.EntryCacheBytes)
+	storage, err := newLogStorage(s.engine, r.rangeID, ps, s.cfg.EntryCacheBytes, &s.entryCacheTotal, s.cfg.EntryCacheBudget)
 	if err != nil {
 		return err
 	}
+	r.storage.dropCache()
 	storage.onSnapshot = r.onStorageSnapshot
 	r.storage = storage
 	if err := r.resetRawNode(); err != nil {
@@ -304,6 +305,7 @@ func (s *Store) removeReplica(r *Replica, desc *kv.RangeDescriptor) {
 		s.metrics.leaderships.Add(-1)
 	}
 	r.failPending(&kv.RangeNotFoundError{RangeID: r.rangeID})
+	r.storage.dropCache()
 	for idx, ref := range r.snapStash {
 		ref.release()
 		delete(r.snapStash, idx)

@@ -93,6 +93,7 @@ func (r *Replica) maybeQuiesce() {
 	r.mu.Lock()
 	r.setQuiescedLocked(true)
 	r.mu.Unlock()
+	r.storage.dropCache()
 }
 
 // stepQuiesceHeartbeat handles a leader's quiesce heartbeat on a follower
@@ -112,10 +113,14 @@ func (r *Replica) stepQuiesceHeartbeat(m *raftpb.Message) {
 	st := r.raw.BasicStatus()
 	if st.Lead == m.GetFrom() && st.GetTerm() == m.GetTerm() && st.GetCommit() == last && st.Applied == st.GetCommit() {
 		r.mu.Lock()
-		if r.inbox.empty() {
+		quiesced := r.inbox.empty()
+		if quiesced {
 			r.setQuiescedLocked(true)
 		}
 		r.mu.Unlock()
+		if quiesced {
+			r.storage.dropCache()
+		}
 	}
 }
 

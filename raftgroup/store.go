@@ -52,8 +52,12 @@ type Config struct {
 	MaxUncommittedEntriesSize uint64
 	MaxCommittedSizePerReady  uint64
 
-	// EntryCacheBytes bounds the entry cache of one replica (default 256 KiB).
-	EntryCacheBytes int
+	// EntryCacheBytes bounds the entry cache of one replica (default 256 KiB)
+	// and EntryCacheBudget all of them together (default 64 MiB): past the
+	// budget an appending replica keeps only its newest entry. Quiesced
+	// replicas drop their cache.
+	EntryCacheBytes  int
+	EntryCacheBudget int64
 	// LogKeepEntries is how many applied entries a replica keeps behind its
 	// applied index when it truncates (default 512); truncation starts once
 	// the log holds LogTruncateThreshold entries (default 2048). A leader
@@ -115,6 +119,12 @@ func (c *Config) setDefaults() error {
 	def64(&c.MaxUncommittedEntriesSize, 16<<20)
 	def64(&c.MaxCommittedSizePerReady, 4<<20)
 	def(&c.EntryCacheBytes, 256<<10)
+	if c.EntryCacheBudget <= 0 {
+		c.EntryCacheBudget = 64 << 20
+	}
+	if c.ElectionTicks <= c.HeartbeatTicks {
+		return fmt.Errorf("raftgroup: config: ElectionTicks (%d) must exceed HeartbeatTicks (%d)", c.ElectionTicks, c.HeartbeatTicks)
+	}
 	def64(&c.LogKeepEntries, 512)
 	def64(&c.LogTruncateThreshold, 2048)
 	if c.QuiesceAfterTicks == 0 {
@@ -141,8 +151,9 @@ type Store struct {
 
 	metrics storeMetrics
 
-	proposalSeq atomic.Uint64
-	snapApplies chan struct{} // semaphore of incoming snapshot applies
+	proposalSeq     atomic.Uint64
+	entryCacheTotal atomic.Int64  // bytes in every replica's entry cache
+	snapApplies     chan struct{} // semaphore of incoming snapshot applies
 
 	started, stopped atomic.Bool
 	ctx              context.Context // cancelled by Stop
