@@ -180,7 +180,13 @@ func (f *rangeFilter) matchRange(ctx *gms.Context, r gms.MySQLRange, row gms.Row
 			break
 		}
 		v := row[f.cols[i]]
-		typ := f.info.schema.Schema[f.cols[i]].Type
+		// Compare in the range's own type, as the engine built it (a
+		// fractional bound on an integer column is compared as a decimal,
+		// not rounded into the column type).
+		typ := ce.Typ
+		if typ == nil {
+			typ = f.info.schema.Schema[f.cols[i]].Type
+		}
 		switch c := ce.LowerBound.(type) {
 		case gms.BelowNull:
 		case gms.AboveNull:

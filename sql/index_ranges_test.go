@@ -2,6 +2,7 @@ package qsql
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	gms "github.com/dolthub/go-mysql-server/sql"
@@ -90,5 +91,25 @@ func TestMergeSpans(t *testing.T) {
 	got = mergeSpans([]kv.Span{s("a", "b"), s("x", "z")}, true)
 	if len(got) != 2 || string(got[0].Key) != "x" || string(got[1].Key) != "a" {
 		t.Fatalf("reverse order: %q", got)
+	}
+}
+
+// TestFractionalBoundOverWire: a fractional bound on an indexed integer
+// column returns exactly the matching rows.
+func TestFractionalBoundOverWire(t *testing.T) {
+	c := newTestCluster(t)
+	db := connect(t, c.srv, "")
+	mustExec(t, db, "CREATE DATABASE fb", "USE fb", "CREATE TABLE t (id INT PRIMARY KEY, v INT, KEY v_idx (v))",
+		"INSERT INTO t VALUES (1, 1), (2, 2), (3, 3)")
+	for q, want := range map[string]string{
+		"SELECT id FROM t WHERE v > 1.5 ORDER BY id":             "[[2] [3]]",
+		"SELECT id FROM t WHERE v < 2.5 ORDER BY id":             "[[1] [2]]",
+		"SELECT id FROM t WHERE id >= 1.5 AND id <= 2.5":         "[[2]]",
+		"SELECT id FROM t WHERE v = 2.0":                         "[[2]]",
+		"SELECT id FROM t WHERE v BETWEEN 1.1 AND 3 ORDER BY id": "[[2] [3]]",
+	} {
+		if got := fmt.Sprint(queryStrings(t, db, q)); got != want {
+			t.Errorf("%s: got %s, want %s", q, got, want)
+		}
 	}
 }
