@@ -279,6 +279,19 @@ func (s *Store) Stop() {
 	defer s.mu.RUnlock()
 	for _, r := range s.replicas {
 		r.failPending(ErrStoreStopped)
+		// The workers are gone: release what they held for the engine's
+		// sake (pinned snapshots, staged SST files).
+		for idx, ref := range r.snapStash {
+			ref.release()
+			delete(r.snapStash, idx)
+		}
+		for _, st := range r.stagedSnaps {
+			if !st.used {
+				st.cleanup()
+				st.done <- ErrStoreStopped
+			}
+		}
+		r.stagedSnaps = nil
 	}
 }
 
