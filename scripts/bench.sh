@@ -210,14 +210,42 @@ fields() {
   ' "$1"
 }
 
+# raft_counters: "reads proposals fsyncs fsync_seconds" summed over the
+# QuorumDB nodes' /metrics (linearizable reads served after ReadIndex, Raft
+# proposals, synced Raft log batches and their total latency).
+raft_counters() {
+  local i
+  for ((i = 0; i < nodes; i++)); do
+    curl -sf "http://127.0.0.1:$((http_port + i))/metrics" || true
+  done | awk '
+    $1 == "quorumdb_raft_linearizable_reads_total" { r += $2 }
+    $1 == "quorumdb_raft_proposals_total" { p += $2 }
+    $1 == "quorumdb_raft_log_fsync_seconds_count" { c += $2 }
+    $1 == "quorumdb_raft_log_fsync_seconds_sum" { s += $2 }
+    END { printf "%d %d %d %.6f\n", r, p, c, s }'
+}
+
+# per_op BEFORE AFTER FILE: "reads/query proposals/txn fsync-ms" of one run.
+per_op() {
+  awk -v b="$1" -v a="$2" '
+    /transactions:/ { t = $2 }
+    /queries:/ && /per sec/ { q = $2 }
+    END {
+      split(b, x, " "); split(a, y, " ")
+      fc = y[3] - x[3]
+      printf "%.2f %.2f %.2f\n", q ? (y[1] - x[1]) / q : 0, t ? (y[2] - x[2]) / t : 0, fc ? 1000 * (y[4] - x[4]) / fc : 0
+    }' "$3"
+}
+
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 max_threads=$(printf '%s\n' $threads_list | sort -n | tail -1)
 
 # run_all TARGET: every workload x thread count x repetition; appends
-# "target test threads rep tps qps p95 err" lines to $out/raw.txt.
+# "target test threads rep tps qps p95 err [reads/q props/txn fsync-ms]"
+# lines to $out/raw.txt (the last three for QuorumDB only, from /metrics).
 run_all() {
-  local target=$1 test th rep f prof_pid=""
+  local target=$1 test th rep f line before prof_pid=""
   for test in $tests; do
     for th in $threads_list; do
       for ((rep = 1; rep <= reps; rep++)); do
@@ -227,8 +255,10 @@ run_all() {
             "http://127.0.0.1:$http_port/debug/pprof/profile?seconds=$((run_time > 2 ? run_time - 1 : 1))" &
           prof_pid=$!
         fi
+        [ "$target" = quorumdb ] && before=$(raft_counters)
         if sb "$target" "$test" --threads="$th" --time="$run_time" --report-interval=0 run >"$f" 2>&1 &&
           line=$(fields "$f"); then
+          [ "$target" = quorumdb ] && line="$line $(per_op "$before" "$(raft_counters)" "$f")"
           echo "$target $test $th $rep $line" >>"$out/raw.txt"
           log "$target $test threads=$th rep $rep: tps qps p95 err/s = $line"
         else
@@ -248,26 +278,29 @@ run_all() {
 # summary: medians per (target, test, threads) and QuorumDB/MariaDB ratios.
 summary() {
   local test th target m tps qps p95 err mt
-  printf '%-18s %3s | %10s %10s %9s %7s | %10s %10s %9s | %7s %7s\n' \
-    workload thr "qdb tps" "qdb qps" "qdb p95ms" "err/s" "maria tps" "maria qps" "mar p95ms" "tps x" "p95 x"
+  printf '%-18s %3s | %9s %9s %9s %6s %7s %6s %6s | %9s %9s %9s | %7s %7s\n' \
+    workload thr "qdb tps" "qdb qps" "qdb p95ms" "err/s" "reads/q" "prop/t" "fsync" "maria tps" "maria qps" "mar p95ms" "tps ÷" "p95 x"
   for test in $tests; do
     for th in $threads_list; do
       declare -A med=()
       for target in quorumdb mariadb; do
-        m() { awk -v t="$target" -v w="$test" -v n="$th" -v c="$1" '$1 == t && $2 == w && $3 == n && $5 != "FAILED" { print $c }' "$out/raw.txt" | median; }
+        m() { awk -v t="$target" -v w="$test" -v n="$th" -v c="$1" '$1 == t && $2 == w && $3 == n && $5 != "FAILED" && $c != "" { print $c }' "$out/raw.txt" | median; }
         med[$target.tps]=$(m 5) med[$target.qps]=$(m 6) med[$target.p95]=$(m 7) med[$target.err]=$(m 8)
+        med[$target.reads]=$(m 9) med[$target.props]=$(m 10) med[$target.fsync]=$(m 11)
       done
       tps=${med[quorumdb.tps]} mt=${med[mariadb.tps]}
-      printf '%-18s %3s | %10s %10s %9s %7s | %10s %10s %9s | %7s %7s\n' "$test" "$th" \
+      printf '%-18s %3s | %9s %9s %9s %6s %7s %6s %6s | %9s %9s %9s | %7s %7s\n' "$test" "$th" \
         "$tps" "${med[quorumdb.qps]}" "${med[quorumdb.p95]}" "${med[quorumdb.err]}" \
+        "${med[quorumdb.reads]}" "${med[quorumdb.props]}" "${med[quorumdb.fsync]}" \
         "$mt" "${med[mariadb.qps]}" "${med[mariadb.p95]}" \
-        "$(awk -v a="$tps" -v b="$mt" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.3f", a / b }')" \
+        "$(awk -v a="$tps" -v b="$mt" 'BEGIN { if (a == "-" || b == "-" || a == 0) print "-"; else printf "%.0f", b / a }')" \
         "$(awk -v a="${med[quorumdb.p95]}" -v b="${med[mariadb.p95]}" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.1f", a / b }')"
       unset med
     done
   done
   echo "medians of $reps runs of ${run_time}s; tables=$tables x $table_size rows; quorumdb: $nodes nodes (spread=$spread);"
-  echo "tps x = quorumdb tps / mariadb tps; p95 x = quorumdb p95 / mariadb p95; err/s = sysbench's ignored (retried) errors"
+  echo "tps ÷ = mariadb tps / quorumdb tps (how many times slower QuorumDB is); p95 x = quorumdb p95 / mariadb p95; err/s = sysbench's ignored (retried) errors;"
+  echo "reads/q = ReadIndex reads per query, prop/t = Raft proposals per transaction (all nodes), fsync = mean ms per synced Raft log batch"
 }
 
 : >"$out/raw.txt"
