@@ -50,3 +50,27 @@ func TestServerOnAddress(t *testing.T) {
 		t.Fatalf("root without the configured password: want 1045, got %v", err)
 	}
 }
+
+// TestCloseDropsOpenConnections: Close ends open client connections, so a
+// stopping node does not keep serving on a closed store.
+func TestCloseDropsOpenConnections(t *testing.T) {
+	db, _ := newTestDB(t)
+	srv, err := NewServer(context.Background(), Config{Address: "127.0.0.1:0", DB: db, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve()
+	}()
+	client := connect(t, srv, "")
+	mustExec(t, client, "SELECT 1")
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if _, err := client.Exec("SELECT 1"); err == nil {
+		t.Fatal("query on a closed server succeeded")
+	}
+}

@@ -127,6 +127,7 @@ func (h *handler) ComInitDB(c *mysql.Conn, schemaName string) error {
 }
 
 func (h *handler) ConnectionClosed(c *mysql.Conn) {
+	h.srv.conns.Delete(c.ConnectionID)
 	h.Handler.ConnectionClosed(c)
 	if sess := h.srv.session(c.ConnectionID); sess != nil {
 		sess.Close(context.Background())

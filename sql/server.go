@@ -2,6 +2,7 @@ package qsql
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -78,6 +79,7 @@ type Server struct {
 	metrics  serverMetrics
 	rowIDs   hiddenRowIDs
 	sessions sync.Map // connection ID → *Session
+	conns    sync.Map // connection ID → *mysql.Conn
 	store    *schemaStore
 	grants   *grantsSync
 	// rowCounts caches planner row estimates per table ID (rowCountEntry).
@@ -174,19 +176,26 @@ func (s *Server) Addr() net.Addr {
 // Engine exposes the go-mysql-server engine (for in-process use and tests).
 func (s *Server) Engine() *sqle.Engine { return s.engine }
 
-// Close stops accepting connections and releases the engine.
+// Close stops accepting connections, closes the open ones (their
+// transactions roll back) and releases the engine.
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		if s.gmsSrv != nil {
 			err = s.gmsSrv.Close()
 		}
+		s.conns.Range(func(k, v any) bool {
+			v.(*mysql.Conn).Close()
+			s.conns.Delete(k)
+			return true
+		})
 		s.sessions.Range(func(k, v any) bool {
 			v.(*Session).Close(context.Background())
 			s.sessions.Delete(k)
 			return true
 		})
-		if cerr := s.engine.Close(); cerr != nil && err == nil {
+		// The engine's background threads report their own cancellation.
+		if cerr := s.engine.Close(); cerr != nil && !errors.Is(cerr, context.Canceled) && err == nil {
 			err = cerr
 		}
 	})

@@ -76,5 +76,6 @@ func (h *handler) NewConnection(c *mysql.Conn) {
 	if err := h.srv.grants.reload(context.Background()); err != nil {
 		h.srv.log.Warn("reload users and grants", "err", err)
 	}
+	h.srv.conns.Store(c.ConnectionID, c)
 	h.Handler.NewConnection(c)
 }
