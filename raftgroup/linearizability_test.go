@@ -3,6 +3,7 @@ package raftgroup
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -144,16 +145,20 @@ func (lc *linClient) write(ctx context.Context, k int, v string, startTS uint64,
 	return false, false
 }
 
+// linTime is how long the register workload runs per transport; make chaos
+// can pass -raftgroup.lin.time=5m for a long run.
+var linTime = flag.Duration("raftgroup.lin.time", 2500*time.Millisecond, "duration of the porcupine register workload per transport")
+
 func TestLinearizableRegistersUnderFaults(t *testing.T) {
 	forEachTransport(t, testLinearizableRegistersUnderFaults)
 }
 
 func testLinearizableRegistersUnderFaults(t *testing.T, transport string) {
 	const (
-		keys     = 3
-		clients  = 6
-		duration = 2500 * time.Millisecond
+		keys    = 3
+		clients = 6
 	)
+	duration := *linTime
 	c := newTestClusterOver(t, transport, 3, func(cfg *Config) { cfg.RequestTimeout = time.Second })
 	c.bootstrap(testDescriptor(1, 1, 2, 3))
 	c.waitLeader(1, 2*time.Second)
@@ -270,7 +275,7 @@ func testLinearizableRegistersUnderFaults(t *testing.T, transport string) {
 	if reads < 20 || writes < 20 {
 		t.Fatalf("too few operations completed: %d reads, %d writes", reads, writes)
 	}
-	res := porcupine.CheckOperationsTimeout(registerModel, history, 20*time.Second)
+	res := porcupine.CheckOperationsTimeout(registerModel, history, 20*time.Second+duration)
 	if res == porcupine.Illegal {
 		t.Fatalf("history is not linearizable (%d operations)", len(history))
 	}
