@@ -184,14 +184,11 @@ func (s *Server) Close() error {
 		if s.gmsSrv != nil {
 			err = s.gmsSrv.Close()
 		}
+		// Each closed connection's goroutine ends its session (rolling back
+		// its transaction) through handler.ConnectionClosed.
 		s.conns.Range(func(k, v any) bool {
 			v.(*mysql.Conn).Close()
 			s.conns.Delete(k)
-			return true
-		})
-		s.sessions.Range(func(k, v any) bool {
-			v.(*Session).Close(context.Background())
-			s.sessions.Delete(k)
 			return true
 		})
 		// The engine's background threads report their own cancellation.
