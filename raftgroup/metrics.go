@@ -65,8 +65,6 @@ type storeMetrics struct {
 	fsync Histogram
 }
 
-func (m *storeMetrics) init() {}
-
 func (m *storeMetrics) observeFsync(d time.Duration) {
 	m.fsyncs.Add(1)
 	us := d.Microseconds()

@@ -14,10 +14,10 @@ import (
 // message other than heartbeat traffic wakes the group. Because a quiesced
 // follower does not notice a dead leader by itself, the node's liveness
 // watcher calls ReportUnreachable for dead nodes, which wakes their groups.
-var quiesceContext = []byte("quorumdb:quiesce")
+const quiesceMarker = "quorumdb:quiesce"
 
 func isQuiesceHeartbeat(m *raftpb.Message) bool {
-	return m.GetType() == raftpb.MsgHeartbeat && string(m.GetContext()) == string(quiesceContext)
+	return m.GetType() == raftpb.MsgHeartbeat && string(m.GetContext()) == quiesceMarker
 }
 
 // wakeLocked ends quiescence for an incoming message (r.mu held).
@@ -87,7 +87,7 @@ func (r *Replica) maybeQuiesce() {
 			To:      new(id),
 			Term:    new(st.GetTerm()),
 			Commit:  new(last),
-			Context: quiesceContext,
+			Context: []byte(quiesceMarker),
 		}})
 	}
 	r.mu.Lock()

@@ -71,7 +71,7 @@ func (s *Store) HandleSnapshot(ctx context.Context, header *RaftMessage, recv fu
 	if err != nil {
 		return fmt.Errorf("raftgroup: r%d snapshot: receive header: %w", header.RangeID, err)
 	}
-	if !bytes.HasPrefix(first, snapshotMagic) {
+	if !bytes.HasPrefix(first, []byte(snapshotMagic)) {
 		return &InvalidChangeError{RangeID: header.RangeID, Reason: "snapshot stream without header"}
 	}
 	desc, err := kv.UnmarshalRangeDescriptor(first[len(snapshotMagic):])

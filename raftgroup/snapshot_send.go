@@ -20,7 +20,7 @@ import (
 //
 // spanIndex numbers kv.MVCCSpans(desc). Range-local state is not sent: the
 // receiver rebuilds it from the snapshot metadata and the descriptor.
-var snapshotMagic = []byte("QSN1")
+const snapshotMagic = "QSN1"
 
 // snapshotSendTimeout bounds one snapshot transfer.
 const snapshotSendTimeout = 2 * time.Minute
@@ -90,7 +90,7 @@ func snapshotSource(rangeID uint64, snap *pebble.Snapshot, chunkBytes int) Snaps
 		if err != nil {
 			return err
 		}
-		if err := send(append(append([]byte(nil), snapshotMagic...), raw...)); err != nil {
+		if err := send(append([]byte(snapshotMagic), raw...)); err != nil {
 			return err
 		}
 		buf := make([]byte, 0, chunkBytes+1024)

@@ -182,7 +182,6 @@ func NewStore(cfg Config) (*Store, error) {
 		ctx:         ctx,
 		cancel:      cancel,
 	}
-	s.metrics.init()
 	var seed [8]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		cancel()
