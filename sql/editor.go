@@ -96,15 +96,6 @@ func (t *Transaction) writer(kvt KVTxn) stmtWriter {
 	return stmtWriter{kvt: kvt}
 }
 
-// editorWriter returns the session transaction's writer for a write.
-func editorWriter(ctx *gms.Context) (stmtWriter, error) {
-	tx, kvt, err := writeTxn(ctx)
-	if err != nil {
-		return stmtWriter{}, err
-	}
-	return tx.writer(kvt), nil
-}
-
 func (e *editor) Close(*gms.Context) error { return nil }
 
 func (t *Transaction) beginStatement(pid uint64, kvt KVTxn) {
@@ -132,7 +123,7 @@ func (e *editor) Insert(ctx *gms.Context, row gms.Row) error {
 	if err != nil {
 		return err
 	}
-	w := editorWriter2(ctx, kvt)
+	w := writerFor(ctx, kvt)
 	info := e.t.info
 	if err := info.checkRowShape(row); err != nil {
 		return err
@@ -256,7 +247,7 @@ func (e *editor) Delete(ctx *gms.Context, row gms.Row) error {
 	if err != nil {
 		return err
 	}
-	w := editorWriter2(ctx, kvt)
+	w := writerFor(ctx, kvt)
 	info := e.t.info
 	if err := info.checkRowShape(row); err != nil {
 		return err
@@ -284,7 +275,7 @@ func (e *editor) Update(ctx *gms.Context, old, new gms.Row) error {
 	if err := info.checkRowShape(new); err != nil {
 		return err
 	}
-	w := editorWriter2(ctx, kvt)
+	w := writerFor(ctx, kvt)
 	oldPK, found, err := info.locateRow(ctx, w, old)
 	if err != nil {
 		return err
@@ -357,8 +348,8 @@ func (t *Table) Truncate(ctx *gms.Context) (int, error) {
 	return n, nil
 }
 
-// editorWriter2 is the writer of the session's transaction.
-func editorWriter2(ctx *gms.Context, kvt KVTxn) stmtWriter {
+// writerFor is the editors' writer of the session's transaction.
+func writerFor(ctx *gms.Context, kvt KVTxn) stmtWriter {
 	if tx, ok := ctx.GetTransaction().(*Transaction); ok && tx != nil {
 		return tx.writer(kvt)
 	}

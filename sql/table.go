@@ -136,7 +136,7 @@ func (t *Table) PartitionRows(ctx *gms.Context, part gms.Partition) (gms.RowIter
 	}
 	w := stmtWriter{kvt: kvt}
 	if t.ownWrites {
-		w = editorWriter2(ctx, kvt)
+		w = writerFor(ctx, kvt)
 	}
 	return &rowIter{t: t, p: p, w: w, release: release, batch: t.db.srv.cfg.ScanBatchSize}, nil
 }
