@@ -90,6 +90,13 @@ func (r *Replica) waitLeadership(ctx context.Context) error {
 			return nil
 		}
 		if r.leaderID != 0 {
+			// A client came here, maybe because the leader's node does not
+			// answer: a quiesced follower resumes ticking so it notices a
+			// dead leader and can take over.
+			if r.quiesced {
+				r.setQuiescedLocked(false)
+				defer r.store.sched.enqueue(r.rangeID)
+			}
 			err := r.notLeaderErrorLocked()
 			r.mu.Unlock()
 			return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/quorumdb/quorumdb/kv"
 )
@@ -313,7 +314,7 @@ func (s *Store) runTicker() {
 	defer t.Stop()
 	var rs []*Replica
 	var ids []uint64
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-s.ctx.Done():
 			return
@@ -327,6 +328,40 @@ func (s *Store) runTicker() {
 			}
 		}
 		s.sched.enqueueMany(ids)
+		if n%s.cfg.ElectionTicks == 0 {
+			s.probeQuiescedLeaders(rs)
+		}
+	}
+}
+
+// probeQuiescedLeaders sends, once per election timeout, one small message
+// to each node that leads a quiesced range here. A quiesced follower sends
+// nothing of its own, so without this a dead leader's node would go
+// unnoticed: a failed send (or the transport's OnUnreachable) reports the
+// node unreachable, which wakes its ranges here and lets them elect a new
+// leader. The probe is a heartbeat response, which a leader takes as a sign
+// of life and nothing else.
+func (s *Store) probeQuiescedLeaders(rs []*Replica) {
+	probes := map[uint64]*RaftMessage{}
+	for _, r := range rs {
+		if !r.quiescedFlag.Load() {
+			continue
+		}
+		r.mu.Lock()
+		if !r.isLeader && r.leaderID != 0 {
+			node := r.nodeOfReplicaLocked(r.leaderID)
+			if _, done := probes[node]; node != 0 && node != s.cfg.NodeID && !done {
+				probes[node] = &RaftMessage{RangeID: r.rangeID, FromNode: s.cfg.NodeID, ToNode: node, Message: &raftpb.Message{
+					Type: raftpb.MsgHeartbeatResp.Enum(), From: new(r.replicaID), To: new(r.leaderID), Term: new(r.term),
+				}}
+			}
+		}
+		r.mu.Unlock()
+	}
+	for node, m := range probes {
+		if !s.cfg.Transport.Send(m) {
+			s.ReportUnreachable(node)
+		}
 	}
 }
 

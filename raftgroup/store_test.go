@@ -384,14 +384,21 @@ func TestIdleRangesQuiesceAndWake(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "quiescing again", allQuiesced)
-	// Killing the leader's node of a quiesced range: the survivors learn it
-	// from liveness (ReportUnreachable) and elect a new leader.
+	// Killing the leader's node of quiesced ranges: the followers' periodic
+	// probe of their leaders' nodes fails, which wakes the ranges, and they
+	// elect new leaders by themselves (no client traffic, no liveness hook).
 	old := c.leader(5)
 	c.stopNode(old)
-	for _, id := range c.liveIDs() {
-		c.store(id).ReportUnreachable(old)
-	}
-	if _, err := c.put(ctx, 5, []byte("r005-y"), []byte("v"), c.liveIDs()...); err != nil {
+	survivors := c.liveIDs()
+	waitFor(t, 10*time.Second, "new leaders of the quiesced ranges", func() bool {
+		for i := uint64(1); i <= ranges; i++ {
+			if c.leader(i, survivors...) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := c.put(ctx, 5, []byte("r005-y"), []byte("v"), survivors...); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -217,6 +217,11 @@ func (c *testCluster) startNode(id uint64) *Store {
 			Resolver:   c.book.resolve,
 			Faults:     c.faults,
 			MaxBackoff: 50 * time.Millisecond,
+			OnUnreachable: func(peer uint64) {
+				if st := c.store(id); st != nil {
+					st.ReportUnreachable(peer)
+				}
+			},
 		})
 		transport = gt
 	}
