@@ -60,6 +60,10 @@
 //     index 10, term 5: an empty replica can only catch up by snapshot.
 //   - Replica IDs are never reused; a removed replica's data is deleted and a
 //     tombstone keeps its older IDs out.
+//   - An idle group quiesces (stops ticking); any proposal, request or
+//     non-heartbeat message wakes it, and so does ReportUnreachable for a
+//     node holding one of its replicas (the store probes the nodes leading
+//     its quiesced ranges once per election timeout).
 //
 // raftgroup must not evaluate SQL or transactions, keep authoritative state
 // outside the range's own raft state, or block a worker on the network.

@@ -356,8 +356,10 @@ func TestManyRangesShareFsyncs(t *testing.T) {
 	}
 }
 
-func TestIdleRangesQuiesceAndWake(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.QuiesceAfterTicks = 5 })
+func TestIdleRangesQuiesceAndWake(t *testing.T) { forEachTransport(t, testIdleRangesQuiesceAndWake) }
+
+func testIdleRangesQuiesceAndWake(t *testing.T, transport string) {
+	c := newTestClusterOver(t, transport, 3, func(cfg *Config) { cfg.QuiesceAfterTicks = 5 })
 	const ranges = 10
 	for i := uint64(1); i <= ranges; i++ {
 		d := testDescriptor(i, 1, 2, 3)
