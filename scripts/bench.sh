@@ -26,6 +26,9 @@
 #   BENCH_SQL_PORT     SQL port of QuorumDB node 1 (node i: +i-1) [14000]
 #   BENCH_HTTP_PORT    HTTP port of QuorumDB node 1 (node i: +i-1) [18080]
 #   BENCH_MARIADB_PORT MariaDB's port [13306]
+#   BENCH_SYSBENCH_ARGS extra sysbench options for every run, e.g.
+#                      "--rand-type=uniform" (sysbench 1.0's default "special"
+#                      sends 75% of requests to 1% of the rows: hot rows) []
 #   BENCH_OUT          directory for logs, raw sysbench output, profiles and
 #                      the summary [a new /tmp/quorumdb-bench-* directory, kept]
 #   BENCH_SKIP_BUILD   1: use the existing binary [0]
@@ -182,8 +185,10 @@ sb() {
   else
     hosts=127.0.0.1 ports=$maria_port
   fi
+  # shellcheck disable=SC2086 # BENCH_SYSBENCH_ARGS is a list of options
   sysbench --db-driver=mysql --mysql-host="$hosts" --mysql-port="$ports" \
-    --mysql-user=root --mysql-db=sbtest --tables="$tables" --table-size="$table_size" "$@"
+    --mysql-user=root --mysql-db=sbtest --tables="$tables" --table-size="$table_size" \
+    ${BENCH_SYSBENCH_ARGS:-} "$@"
 }
 
 prepare() {
@@ -298,7 +303,7 @@ summary() {
       unset med
     done
   done
-  echo "medians of $reps runs of ${run_time}s; tables=$tables x $table_size rows; quorumdb: $nodes nodes (spread=$spread);"
+  echo "medians of $reps runs of ${run_time}s; tables=$tables x $table_size rows; quorumdb: $nodes nodes (spread=$spread); sysbench options: ${BENCH_SYSBENCH_ARGS:-none}"
   echo "tps ÷ = mariadb tps / quorumdb tps (how many times slower QuorumDB is); p95 x = quorumdb p95 / mariadb p95; err/s = sysbench's ignored (retried) errors;"
   echo "reads/q = ReadIndex reads per query, prop/t = Raft proposals per transaction (all nodes), fsync = mean ms per synced Raft log batch"
 }
