@@ -334,10 +334,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 
 	n.sql, err = qsql.NewServer(ctx, qsql.Config{
-		Listener: sqlLn,
-		DB:       n.db,
-		NodeID:   n.id,
-		Logger:   n.log,
+		Listener:    sqlLn,
+		DB:          n.db,
+		NodeID:      n.id,
+		Logger:      n.log,
+		ClusterInfo: clusterInfo{n: n},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: start SQL server: %w", err)

@@ -20,6 +20,9 @@ func newProvider(s *Server) *Provider { return &Provider{srv: s} }
 
 // Database returns the named database.
 func (p *Provider) Database(ctx *gms.Context, name string) (gms.Database, error) {
+	if isSystemDatabase(name) && p.srv.cfg.ClusterInfo != nil {
+		return sysDatabase{info: p.srv.cfg.ClusterInfo}, nil
+	}
 	db, found, err := p.lookup(ctx, name)
 	if err != nil {
 		return nil, err
@@ -46,6 +49,9 @@ func (p *Provider) lookup(ctx *gms.Context, name string) (*Database, bool, error
 
 // HasDatabase reports whether the database exists.
 func (p *Provider) HasDatabase(ctx *gms.Context, name string) bool {
+	if isSystemDatabase(name) && p.srv.cfg.ClusterInfo != nil {
+		return true
+	}
 	_, found, err := p.lookup(ctx, name)
 	return err == nil && found
 }
@@ -63,9 +69,12 @@ func (p *Provider) AllDatabases(ctx *gms.Context) []gms.Database {
 		p.srv.log.Warn("list databases", "err", err)
 		return nil
 	}
-	out := make([]gms.Database, 0, len(descs))
+	out := make([]gms.Database, 0, len(descs)+1)
 	for _, d := range descs {
 		out = append(out, &Database{srv: p.srv, desc: d})
+	}
+	if p.srv.cfg.ClusterInfo != nil {
+		out = append(out, sysDatabase{info: p.srv.cfg.ClusterInfo})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		return strings.ToLower(out[i].Name()) < strings.ToLower(out[j].Name())
@@ -80,6 +89,9 @@ func (p *Provider) CreateDatabase(ctx *gms.Context, name string) error {
 
 // CreateCollatedDatabase creates an empty database with a default collation.
 func (p *Provider) CreateCollatedDatabase(ctx *gms.Context, name string, collation gms.CollationID) error {
+	if isSystemDatabase(name) {
+		return gms.ErrDatabaseExists.New(name)
+	}
 	tx, kvt, err := writeTxn(ctx)
 	if err != nil {
 		return err

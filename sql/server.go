@@ -49,7 +49,10 @@ type Config struct {
 	// trip (default 256).
 	ScanBatchSize int
 	// Knobs are testing hooks.
-	Knobs TestingKnobs
+	// ClusterInfo, when set, backs the read-only system database quorumdb
+	// (tables nodes and ranges).
+	ClusterInfo ClusterInfo
+	Knobs       TestingKnobs
 }
 
 // TestingKnobs are optional hooks for tests.

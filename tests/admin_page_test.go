@@ -109,3 +109,38 @@ func TestMetricsEndpointSeries(t *testing.T) {
 		}
 	}
 }
+
+// TestSystemDatabase reads the cluster's own state through SQL.
+func TestSystemDatabase(t *testing.T) {
+	lc := startReplicatedCluster(t, 3, 30*time.Second)
+	db := sqlTo(t, lc, 3, "")
+	var live int
+	if err := db.QueryRow("SELECT COUNT(*) FROM quorumdb.nodes WHERE live").Scan(&live); err != nil || live != 3 {
+		t.Fatalf("live nodes in quorumdb.nodes: %d, %v; want 3", live, err)
+	}
+	var rangeID uint64
+	var replicas string
+	if err := db.QueryRow("SELECT range_id, replicas FROM quorumdb.ranges ORDER BY range_id LIMIT 1").Scan(&rangeID, &replicas); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(replicas, "n") != 3 {
+		t.Fatalf("range %d replicas %q; want three", rangeID, replicas)
+	}
+	expectCode(t, db, 1007, "CREATE DATABASE quorumdb")
+	var dbs []string
+	rows, err := db.Query("SHOW DATABASES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		dbs = append(dbs, name)
+	}
+	rows.Close()
+	if !strings.Contains(strings.Join(dbs, ","), "quorumdb") {
+		t.Fatalf("SHOW DATABASES lacks quorumdb: %v", dbs)
+	}
+}
