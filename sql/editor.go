@@ -276,6 +276,17 @@ func (e *editor) Update(ctx *gms.Context, old, new gms.Row) error {
 		return err
 	}
 	w := writerFor(ctx, kvt)
+	if tx, ok := ctx.GetTransaction().(*Transaction); ok && tx != nil {
+		if f := tx.addColumnFill; f != nil && f.tableID == info.id && f.pid == ctx.Pid() {
+			// The engine's own default fill after ADD COLUMN: already done.
+			for i, id := range info.colIDs {
+				if id == f.colID {
+					new = new.Copy()
+					new[i] = old[i]
+				}
+			}
+		}
+	}
 	oldPK, found, err := info.locateRow(ctx, w, old)
 	if err != nil {
 		return err

@@ -114,12 +114,6 @@ var enginetestSkips = map[string]string{
 	// clause of the same ALTER failed, so the completed clauses stay.
 	"multi alter with invalid schemas": "a multi-clause ALTER that fails part-way keeps its completed clauses",
 	"event contains CREATE TABLE AS":   "events are not supported",
-	// ADD COLUMN … FIRST/AFTER with a default expression: the engine fills
-	// existing rows with the expression bound to the pre-ALTER column
-	// positions (RewritableTable is not implemented).
-	"Add column first default expression":                       "ADD COLUMN FIRST default expression over existing rows",
-	"Add column back reference to default literal":              "ADD COLUMN default expression over existing rows",
-	"Add column first with existing defaults still functioning": "ADD COLUMN FIRST default expression over existing rows",
 }
 
 // runSuites says whether the (long) go-mysql-server suites run: always in

@@ -215,6 +215,8 @@ type Transaction struct {
 	// schemaChanged: this transaction changed the schema, so Table
 	// objects resolved earlier may be stale.
 	schemaChanged bool
+	// addColumnFill: the running ADD COLUMN already filled this column.
+	addColumnFill *columnFill
 	statementState
 }
 

@@ -261,11 +261,113 @@ func (t *Table) AddColumn(ctx *gms.Context, column *gms.Column, order *gms.Colum
 	if column.PrimaryKey {
 		return gms.ErrUnsupportedFeature.New("adding a primary key column")
 	}
-	_, _, err := t.alter(ctx, func(d *catalog.TableDescriptor) error {
+	cur, nu, err := t.alter(ctx, func(d *catalog.TableDescriptor) error {
 		_, err := d.AddColumn(column, order)
 		return descError(err, nil)
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	if column.Default == nil && column.Nullable && cur.hasPrimaryKey() {
+		return nil
+	}
+	return t.fillAddedColumn(ctx, cur, nu, column)
+}
+
+// fillAddedColumn writes the new column's default into every existing row.
+//
+// go-mysql-server v0.20.0 then runs its own fill (UpdateRowsWithDefaults)
+// for backends that do not rewrite tables, evaluating the default
+// expression, which it bound to the pre-ALTER column positions, over rows
+// in the new layout: with FIRST/AFTER that reads the wrong columns. So the
+// fill is done here over the old rows (where the binding is right), and the
+// engine's follow-up updates of that column in the same statement are
+// ignored (Transaction.addColumnFill).
+func (t *Table) fillAddedColumn(ctx *gms.Context, cur, nu *tableInfo, column *gms.Column) error {
+	tx, kvt, err := writeTxn(ctx)
+	if err != nil {
+		return err
+	}
+	if tx.stmtActive {
+		return fmt.Errorf("qsql: ADD COLUMN inside a running DML statement")
+	}
+	newPos := nu.schema.Schema.IndexOfColName(column.Name)
+	var rows []gms.Row
+	start, end := cur.primarySpan()
+	it := kvt.NewIterator(ctx, start, end, false, t.db.srv.cfg.ScanBatchSize)
+	for {
+		e, ok, err := it.Next(ctx)
+		if err != nil {
+			it.Close()
+			return convertTxnError("fill "+column.Name, err)
+		}
+		if !ok {
+			break
+		}
+		row, err := cur.decodeRow(e.Key, e.Value)
+		if err != nil {
+			it.Close()
+			return err
+		}
+		rows = append(rows, row)
+	}
+	it.Close()
+	value := func(old gms.Row) (any, error) {
+		var v any
+		var err error
+		switch {
+		case column.Default != nil:
+			if v, err = column.Default.Eval(ctx, old); err != nil {
+				return nil, err
+			}
+		case !column.Nullable:
+			v = column.Type.Zero()
+		}
+		if v != nil {
+			if v, _, err = column.Type.Convert(ctx, v); err != nil {
+				return nil, err
+			}
+		}
+		return v, nil
+	}
+	fill := &columnFill{tableID: nu.id, colID: nu.colIDs[newPos], pid: ctx.Pid()}
+	if !cur.hasPrimaryKey() {
+		tx.addColumnFill = fill
+		// A keyless table's hidden keys hash the row's encoding, which the
+		// new column changes: rewrite every row under a new key.
+		return t.rewriteRows(ctx, cur, nu, func(old gms.Row) (gms.Row, error) {
+			v, err := value(old)
+			if err != nil {
+				return nil, err
+			}
+			row := projectByIDs(cur, nu, old)
+			row[newPos] = v
+			return row, nil
+		})
+	}
+	ed := (&Table{db: t.db, info: nu}).newEditor()
+	for _, old := range rows {
+		v, err := value(old)
+		if err != nil {
+			return err
+		}
+		before := projectByIDs(cur, nu, old)
+		after := before.Copy()
+		after[newPos] = v
+		if err := ed.Update(ctx, before, after); err != nil {
+			return err
+		}
+	}
+	tx.addColumnFill = fill
+	return nil
+}
+
+// columnFill marks a column an ALTER TABLE … ADD COLUMN statement already
+// filled (see fillAddedColumn).
+type columnFill struct {
+	tableID uint32
+	colID   uint32
+	pid     uint64
 }
 
 // DropColumn drops a column; indexes over it are dropped with it (as the
