@@ -6,7 +6,7 @@ PKGS      := ./...
 TEST_TIMEOUT ?= 15m
 CHAOS_TIME   ?= 30s
 
-.PHONY: all build test test-race run bench lint fmt chaos clean
+.PHONY: all build test test-race run bench bench-go lint fmt chaos clean
 
 all: build
 
@@ -27,9 +27,23 @@ test-race:
 run: build
 	./$(BIN) demo --workload bank
 
+# sysbench OLTP workloads against a 3-node local cluster and, when it can be
+# installed, a local MariaDB; the table goes to bench/results/latest/.
+bench: build
+	BENCH_OUT=$(CURDIR)/bench/results/latest scripts/bench.sh
+
 # Go benchmarks of every layer; medians come from -count=5 (use benchstat).
-bench:
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count=5 $(PKGS)
+
+# The long fault-tolerance suites: every chaos workload x nemesis against real
+# node processes (CHAOS_TIME each; report in tests/chaos/results/), random
+# transactions under node kills and partitions, and the porcupine-checked
+# register workload on the Raft layer. Non-zero exit on any anomaly.
+chaos: build
+	CHAOS_TIME=$(CHAOS_TIME) $(GO) test -count=1 -timeout 6h ./tests/chaos/ -run TestChaosMatrix -chaos.full -chaos.time=$(CHAOS_TIME) -v
+	$(GO) test -count=1 -timeout 1h ./tests/ -run TestTxnChaos -txn.chaos=$(CHAOS_TIME) -v
+	$(GO) test -count=1 -timeout 1h ./raftgroup/ -run TestLinearizableRegistersUnderFaults -raftgroup.lin.time=$(CHAOS_TIME) -v
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
