@@ -202,7 +202,11 @@ func TestChaosMatrix(t *testing.T) {
 	var reports []*Report
 	for _, wn := range wls {
 		for _, nem := range nems {
-			t.Run(wn+"/"+nem.Name(), func(t *testing.T) {
+			nemName := "none"
+			if nem != nil {
+				nemName = nem.Name()
+			}
+			t.Run(wn+"/"+nemName, func(t *testing.T) {
 				wl := workloadByName(wn)
 				if wl == nil {
 					t.Fatalf("no workload %q", wn)

@@ -27,8 +27,11 @@ func Nemeses() []Nemesis {
 	}
 }
 
-// NemesisByName finds a nemesis.
+// NemesisByName finds a nemesis; "none" is a run without faults (nil).
 func NemesisByName(name string) (Nemesis, error) {
+	if name == "none" {
+		return nil, nil
+	}
 	for _, n := range Nemeses() {
 		if n.Name() == name {
 			return n, nil
