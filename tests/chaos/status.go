@@ -12,8 +12,8 @@ import (
 type rangeView struct {
 	RangeID  uint64 `json:"range_id"`
 	Replicas []struct {
-		NodeID uint64 `json:"NodeID"`
-		Type   int    `json:"Type"`
+		NodeID uint64 `json:"node_id"`
+		Type   int    `json:"type"`
 	} `json:"replicas"`
 	Leader       uint64 `json:"leader"`
 	LocalReplica bool   `json:"local_replica"`
