@@ -646,6 +646,18 @@ func (t *Table) AddForeignKey(ctx *gms.Context, fk gms.ForeignKeyConstraint) err
 	if err != nil {
 		return err
 	}
+	// Constraint names are unique within a database, as in MySQL.
+	tables, err := cat(kvt).ListTables(ctx, t.db.desc.id)
+	if err != nil {
+		return convertTxnError("add foreign key", err)
+	}
+	for _, other := range tables {
+		for _, ex := range other.ForeignKeys {
+			if sameName(ex.Name, fk.Name) {
+				return gms.ErrForeignKeyDuplicateName.New(fk.Name)
+			}
+		}
+	}
 	parentID, err := t.db.srv.store.parentTableID(ctx, kvt, fk)
 	if err != nil {
 		return err
