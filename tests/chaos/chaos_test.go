@@ -19,7 +19,8 @@ var (
 	chaosSeed  = flag.Uint64("chaos.seed", 1, "seed of the nemesis schedules and client choices")
 	chaosNodes = flag.Int("chaos.nodes", 3, "node processes per cluster (3 or 5)")
 	onlyWL     = flag.String("chaos.workloads", "", "comma-separated workloads of the matrix (default all)")
-	onlyNem    = flag.String("chaos.nemeses", "", "comma-separated nemeses of the matrix (default all)")
+	onlyNem    = flag.String("chaos.nemeses", "", "comma-separated nemeses of the matrix (default all; none = no faults)")
+	keepData   = flag.Bool("chaos.keep", false, "keep the nodes' data directories in the results")
 )
 
 // binPath is the quorumdb binary every test of this package runs; built
@@ -113,7 +114,7 @@ func runOne(t *testing.T, wl Workload, nem Nemesis, d time.Duration) *Report {
 	defer cancel()
 	rep, err := Run(ctx, RunConfig{
 		Bin: binPath, Dir: resultsDir(t, name), Nodes: *chaosNodes, Workload: wl, Nemesis: nem,
-		Duration: d, Seed: *chaosSeed,
+		Duration: d, Seed: *chaosSeed, KeepData: *keepData,
 		Quiet: min(3*time.Second, d/8), Hold: min(5*time.Second, d/5),
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})

@@ -31,7 +31,10 @@ type RunConfig struct {
 	// Quiet and Hold bound the seeded schedule: between faults the cluster
 	// is left alone for Quiet..2×Quiet, a fault lasts Hold..1.5×Hold.
 	Quiet, Hold time.Duration
-	Logger      *slog.Logger
+	// KeepData keeps the nodes' and etcd's data directories after the run
+	// (by default only logs and reports stay: a run's data is hundreds of MB).
+	KeepData bool
+	Logger   *slog.Logger
 }
 
 // CatchUp is how long every replica took to apply what its leader had
@@ -97,6 +100,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	rep := &Report{Workload: cfg.Workload.Name(), Nemesis: "none", Seed: cfg.Seed, Nodes: cfg.Nodes, Duration: cfg.Duration.String(), Dir: cfg.Dir}
 	if cfg.Nemesis != nil {
 		rep.Nemesis = cfg.Nemesis.Name()
+	}
+	if !cfg.KeepData {
+		// Registered first, so it runs after the cluster's Close.
+		defer removeDataDirs(cfg.Dir)
 	}
 	c, err := StartCluster(ctx, ClusterConfig{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: cfg.Nodes, Logger: cfg.Logger})
 	if err != nil {
@@ -461,4 +468,18 @@ func MatrixSummary(reports []*Report) string {
 			fmtDur(r.Availability.LongestGap), recovery, catch, strings.Join(list, ","))
 	}
 	return b.String()
+}
+
+// removeDataDirs deletes the data directories of a run (etcd and n*),
+// keeping its logs and reports.
+func removeDataDirs(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() && (e.Name() == "etcd" || strings.HasPrefix(e.Name(), "n")) {
+			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
