@@ -106,9 +106,8 @@ var enginetestSkips = map[string]string{
 	"READ ONLY Transactions": "temporary tables are not supported",
 	"certain ddl queries on temporary tables are not implicitly committed": "temporary tables are not supported",
 	// Both scripts share this name; the second one needs events.
-	"create procedure queries are implicitly committed":                         "CREATE EVENT (event scheduler) is not supported",
-	"Creating a foreign key on a table with an unsupported type works":          "POINT (spatial) columns are not supported by the row codec",
-	"May use different collations as long as the character sets are equivalent": "collation of CHAR keys is not preserved through the catalog's type string",
+	"create procedure queries are implicitly committed":                "CREATE EVENT (event scheduler) is not supported",
+	"Creating a foreign key on a table with an unsupported type works": "POINT (spatial) columns are not supported by the row codec",
 	// go-mysql-server commits DDL in the iterator's Close even when a later
 	// clause of the same ALTER failed, so the completed clauses stay.
 	"multi alter with invalid schemas": "a multi-clause ALTER that fails part-way keeps its completed clauses",
