@@ -47,6 +47,11 @@
 //     unwrapped (1213/40001); lock wait timeouts as MySQL 1205.
 //   - A failed statement leaves no writes behind (statement savepoint); a
 //     failed commit leaves the session without a transaction.
+//   - A statement's table scans read the state as of the statement's start;
+//     its own writes (held in the statement overlay until it completes) are
+//     seen only by the editors' checks and the foreign key editor.
+//   - Planner estimates never read in the session's transaction (they would
+//     make every statement conflict with every writer of the table).
 //
 // # AUTO_INCREMENT semantics
 //
