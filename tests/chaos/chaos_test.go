@@ -179,7 +179,8 @@ func TestChaosShort(t *testing.T) {
 	})
 }
 
-// TestChaosMatrix runs every workload × nemesis pair (make chaos).
+// TestChaosMatrix runs every workload × nemesis pair, and every workload
+// without faults (make chaos).
 func TestChaosMatrix(t *testing.T) {
 	if !*fullMatrix {
 		t.Skip("run with -chaos.full (make chaos)")
@@ -189,7 +190,8 @@ func TestChaosMatrix(t *testing.T) {
 	if *onlyWL != "" {
 		wls = strings.Split(*onlyWL, ",")
 	}
-	nems := Nemeses()
+	// nil first: every workload also runs without faults, as a baseline.
+	nems := append([]Nemesis{nil}, Nemeses()...)
 	if *onlyNem != "" {
 		nems = nil
 		for _, name := range strings.Split(*onlyNem, ",") {
