@@ -10,4 +10,6 @@ var (
 	ErrNotReady = errors.New("chaos: process not ready in time")
 	// ErrNoLeader: no node reports a leader for the range asked about.
 	ErrNoLeader = errors.New("chaos: no leader known")
+	// errNoRanges: /api/ranges listed nothing.
+	errNoRanges = errors.New("chaos: no ranges listed")
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -445,6 +444,3 @@ func (c *Cluster) DB(n *NodeProc, database string) (*sql.DB, error) {
 	db.SetConnMaxLifetime(time.Minute)
 	return db, nil
 }
-
-// errNoRanges: /api/ranges listed nothing.
-var errNoRanges = errors.New("chaos: no ranges listed")
