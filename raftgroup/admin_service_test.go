@@ -165,7 +165,7 @@ func TestAdminServiceCommandsLeaders(t *testing.T) {
 	joint.Replicas = slices.DeleteFunc(joint.Replicas, func(rd kv.ReplicaDescriptor) bool { return rd.NodeID == 3 })
 	cc := &raftpb.ConfChangeV2{Transition: raftpb.ConfChangeTransitionJointExplicit.Enum(),
 		Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(n3.ReplicaID)}}}
-	if err := r.proposeConfChange(ctx, cc, joint); err != nil {
+	if err := r.proposeConfChange(ctx, cc, desc, nil); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := admin.RangeStats(ctx, 2, 0); err != nil || !pdStatOf(st, 1).JointConfig {

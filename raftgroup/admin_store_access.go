@@ -59,18 +59,21 @@ func (s *Store) repairAbandonedChange(ctx context.Context, rangeID uint64) (*kv.
 	if err := r.waitLeadership(ctx); err != nil {
 		return nil, err
 	}
+	unlock, err := r.lockAdmin()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	joint, err := s.inJointConfig(ctx, rangeID)
 	if err != nil {
 		return nil, err
 	}
 	desc := r.Descriptor()
 	if joint {
-		nd := desc.Clone()
-		nd.Generation++
-		if err := r.proposeConfChange(ctx, &raftpb.ConfChangeV2{}, nd); err != nil {
+		if err := r.proposeConfChange(ctx, &raftpb.ConfChangeV2{}, desc, nil); err != nil {
 			return nil, fmt.Errorf("raftgroup: r%d: leave the joint configuration: %w", rangeID, err)
 		}
-		desc = nd
+		desc = r.Descriptor()
 	}
 	for {
 		var learner *kv.ReplicaDescriptor
@@ -83,26 +86,17 @@ func (s *Store) repairAbandonedChange(ctx context.Context, rangeID uint64) (*kv.
 		if learner == nil {
 			return desc, nil
 		}
-		nd := desc.Clone()
-		nd.Generation++
-		kept := nd.Replicas[:0]
-		for _, rd := range nd.Replicas {
-			if rd.ReplicaID != learner.ReplicaID {
-				kept = append(kept, rd)
-			}
-		}
-		nd.Replicas = kept
 		cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(learner.ReplicaID)}}}
-		if err := r.proposeConfChange(ctx, cc, nd); err != nil {
+		if err := r.proposeConfChange(ctx, cc, desc, nil); err != nil {
 			return nil, fmt.Errorf("raftgroup: r%d: remove learner on n%d: %w", rangeID, learner.NodeID, err)
 		}
 		// Tell the removed learner (best effort, as ChangeReplicas does) so
 		// it deletes its data and leaves a tombstone.
 		if learner.NodeID != s.cfg.NodeID {
 			s.cfg.Transport.Send(&RaftMessage{RangeID: rangeID, FromNode: s.cfg.NodeID, ToNode: learner.NodeID, Message: &raftpb.Message{
-				Type: raftpb.MsgUnreachable.Enum(), From: new(r.replicaID), To: new(learner.ReplicaID), Index: new(nd.NextReplicaID), Context: removalNoticeContext,
+				Type: raftpb.MsgUnreachable.Enum(), From: new(r.replicaID), To: new(learner.ReplicaID), Index: new(desc.NextReplicaID), Context: removalNoticeContext,
 			}})
 		}
-		desc = nd
+		desc = r.Descriptor()
 	}
 }

@@ -35,6 +35,11 @@ type Replica struct {
 	round       uint64
 	stagedSnaps []*stagedSnapshot // incoming, waiting for their Ready
 
+	// adminMu is held by the split or membership change this node runs on
+	// the range: one at a time, so neither is computed from a descriptor
+	// the other is about to change (lockAdmin).
+	adminMu sync.Mutex
+
 	mu        sync.Mutex
 	desc      *kv.RangeDescriptor // nil while uninitialized
 	inbox     inbox
@@ -318,4 +323,14 @@ func (l raftLogger) Panicf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	l.l.Error(msg)
 	panic(msg)
+}
+
+// lockAdmin reserves the range for one split or membership change run from
+// this node; a second one is refused at once (the caller retries) rather
+// than queued behind a change that may take several request timeouts.
+func (r *Replica) lockAdmin() (unlock func(), err error) {
+	if !r.adminMu.TryLock() {
+		return nil, &InvalidChangeError{RangeID: r.rangeID, Reason: "another split or membership change of the range is in progress on this node"}
+	}
+	return r.adminMu.Unlock, nil
 }

@@ -66,7 +66,7 @@ func (r *Replica) applyEntries(b *pebble.Batch, ents []*raftpb.Entry) (*applyOut
 				}
 			case kindSplit:
 				var left, right *kv.RangeDescriptor
-				left, right, err = r.applySplit(b, desc, payload)
+				left, right, err = r.applySplit(b, desc, o.applied.ConfState, payload)
 				if err == nil {
 					desc, descChanged = left, true
 					o.splits = append(o.splits, right)
@@ -85,10 +85,18 @@ func (r *Replica) applyEntries(b *pebble.Batch, ents []*raftpb.Entry) (*applyOut
 					return nil, fmt.Errorf("raftgroup: r%d: decode conf change at %d: %w", r.rangeID, e.GetIndex(), uerr)
 				}
 				cc = v2
-				if _, pid, payload, derr := decodeEnvelope(v2.GetContext()); derr == nil {
+				if kind, pid, payload, derr := decodeEnvelope(v2.GetContext()); derr == nil {
 					id = pid
-					if nd, uerr := kv.UnmarshalRangeDescriptor(payload); uerr == nil {
-						desc, descChanged = nd, true
+					cmd, cerr := decodeChangeReplicasPayload(kind, payload)
+					if cerr != nil {
+						r.log.Error("conf change with an undecodable command; applying its raft changes only", "index", e.GetIndex(), "err", cerr)
+					}
+					if desc != nil {
+						if cmd.BaseGeneration != desc.Generation && cerr == nil {
+							r.log.Info("membership change computed from an older descriptor; applied to the current one",
+								"index", e.GetIndex(), "base_generation", cmd.BaseGeneration, "generation", desc.Generation)
+						}
+						desc, descChanged = deriveChangedDescriptor(desc, v2, cmd), true
 					}
 				}
 			} else {

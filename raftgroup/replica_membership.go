@@ -47,6 +47,11 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, add, remove 
 	if err := r.waitLeadership(ctx); err != nil {
 		return nil, err
 	}
+	unlock, err := r.lockAdmin()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	desc := r.Descriptor()
 	if err := validateChange(desc, add, remove); err != nil {
 		return nil, err
@@ -54,16 +59,13 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, add, remove 
 	// 1. Learners.
 	var added []uint64
 	for _, a := range add {
-		nd := desc.Clone()
-		id := nd.NextReplicaID
-		nd.NextReplicaID++
-		nd.Generation++
-		nd.Replicas = append(nd.Replicas, kv.ReplicaDescriptor{NodeID: a.NodeID, ReplicaID: id, Type: kv.Learner})
+		id := desc.NextReplicaID
+		learner := kv.ReplicaDescriptor{NodeID: a.NodeID, ReplicaID: id, Type: kv.Learner}
 		cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(id)}}}
-		if err := r.proposeConfChange(ctx, cc, nd); err != nil {
+		if err := r.proposeConfChange(ctx, cc, desc, []kv.ReplicaDescriptor{learner}); err != nil {
 			return nil, fmt.Errorf("raftgroup: r%d: add learner on n%d: %w", rangeID, a.NodeID, err)
 		}
-		desc = nd
+		desc = r.Descriptor()
 		added = append(added, id)
 		if err := r.waitCaughtUp(ctx, id); err != nil {
 			return nil, err
@@ -73,35 +75,26 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, add, remove 
 		return desc, nil
 	}
 	// 2. Enter the joint configuration.
-	nd := desc.Clone()
-	nd.Generation++
 	cc := &raftpb.ConfChangeV2{Transition: raftpb.ConfChangeTransitionJointExplicit.Enum()}
 	for _, id := range added {
 		cc.Changes = append(cc.Changes, &raftpb.ConfChangeSingle{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(id)})
 	}
 	var removedIDs []uint64
-	kept := nd.Replicas[:0]
-	for _, rd := range nd.Replicas {
-		if rd.Type == kv.Learner {
-			rd.Type = kv.Voter
-		}
+	for _, rd := range desc.Replicas {
 		if containsNode(remove, rd.NodeID) {
 			removedIDs = append(removedIDs, rd.ReplicaID)
 			cc.Changes = append(cc.Changes, &raftpb.ConfChangeSingle{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(rd.ReplicaID)})
-			continue
 		}
-		kept = append(kept, rd)
 	}
-	nd.Replicas = kept
-	if err := r.proposeConfChange(ctx, cc, nd); err != nil {
+	if err := r.proposeConfChange(ctx, cc, desc, nil); err != nil {
 		return nil, fmt.Errorf("raftgroup: r%d: enter joint configuration: %w", rangeID, err)
 	}
+	nd := r.Descriptor()
 	// 3. Leave it.
-	final := nd.Clone()
-	final.Generation++
-	if err := r.proposeConfChange(ctx, &raftpb.ConfChangeV2{}, final); err != nil {
+	if err := r.proposeConfChange(ctx, &raftpb.ConfChangeV2{}, nd, nil); err != nil {
 		return nil, fmt.Errorf("raftgroup: r%d: leave joint configuration: %w", rangeID, err)
 	}
+	final := r.Descriptor()
 	// Tell the removed replicas (best effort: they also learn it when they
 	// next speak to a member).
 	for _, id := range removedIDs {
@@ -161,14 +154,68 @@ func validateChange(desc *kv.RangeDescriptor, add, remove []kv.ReplicaDescriptor
 	return nil
 }
 
-// proposeConfChange proposes cc with newDesc as the descriptor in force
-// once it applies, and waits for the apply.
-func (r *Replica) proposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2, newDesc *kv.RangeDescriptor) error {
+// proposeConfChange proposes cc, computed from base (the descriptor the
+// caller read), and waits for its apply. added names the node of every
+// replica ID cc adds. What the apply installs is derived from the
+// descriptor in force at apply (deriveChangedDescriptor), so a split that
+// commits between the caller's read and this change is kept.
+func (r *Replica) proposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2, base *kv.RangeDescriptor, added []kv.ReplicaDescriptor) error {
 	p := newProposal(r.store.nextProposalID())
-	cc.Context = encodeChangeReplicas(p.id, newDesc)
+	cc.Context = encodeChangeReplicas(p.id, changeReplicasCommand{
+		BaseGeneration: base.Generation, StartKey: base.StartKey, EndKey: base.EndKey, Added: added,
+	})
 	p.cc = cc
 	_, err := r.propose(ctx, p)
 	return err
+}
+
+// deriveChangedDescriptor is the descriptor in force once cc applies on
+// top of cur: cur's span and replicas with cc's own changes (the same list
+// raft's ApplyConfChange applies, so the descriptor and raft's
+// configuration never disagree), one generation later. It never takes
+// anything from the proposer's view of the descriptor but the nodes of the
+// added replica IDs: a change computed before a split and committed after
+// it must not bring back the pre-split span. Deterministic.
+func deriveChangedDescriptor(cur *kv.RangeDescriptor, cc *raftpb.ConfChangeV2, cmd changeReplicasCommand) *kv.RangeDescriptor {
+	nd := cur.Clone()
+	nd.Generation++
+	nodeOf := func(id uint64) uint64 {
+		for _, rd := range cmd.Added {
+			if rd.ReplicaID == id {
+				return rd.NodeID
+			}
+		}
+		return 0
+	}
+	find := func(id uint64) int {
+		for i, rd := range nd.Replicas {
+			if rd.ReplicaID == id {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, ch := range cc.GetChanges() {
+		id := ch.GetNodeId()
+		switch ch.GetType() {
+		case raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeAddNode:
+			typ := kv.Voter
+			if ch.GetType() == raftpb.ConfChangeAddLearnerNode {
+				typ = kv.Learner
+			}
+			if i := find(id); i >= 0 {
+				nd.Replicas[i].Type = typ
+			} else {
+				nd.Replicas = append(nd.Replicas, kv.ReplicaDescriptor{NodeID: nodeOf(id), ReplicaID: id, Type: typ})
+			}
+			nd.NextReplicaID = max(nd.NextReplicaID, id+1)
+		case raftpb.ConfChangeRemoveNode:
+			if i := find(id); i >= 0 {
+				nd.Replicas = append(nd.Replicas[:i], nd.Replicas[i+1:]...)
+			}
+		}
+	}
+	return nd
 }
 
 // waitCaughtUp waits until the learner replicaID has the leader's log up to

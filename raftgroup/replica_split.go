@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/quorumdb/quorumdb/kv"
 )
@@ -30,6 +31,11 @@ func (s *Store) SplitRange(ctx context.Context, rangeID uint64, splitKey []byte,
 	if err := r.waitLeadership(ctx); err != nil {
 		return nil, nil, err
 	}
+	unlock, err := r.lockAdmin()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
 	desc := r.Descriptor()
 	if err := validateSplit(desc, splitKey); err != nil {
 		return nil, nil, err
@@ -76,13 +82,20 @@ func isChangeAnswer(err error) bool {
 // applySplit applies a split command into b (worker). Every replica writes
 // the shrunk left descriptor and the right range's synthetic state in the
 // same batch; no user data moves.
-func (r *Replica) applySplit(b *pebble.Batch, desc *kv.RangeDescriptor, payload []byte) (left, right *kv.RangeDescriptor, err error) {
+func (r *Replica) applySplit(b *pebble.Batch, desc *kv.RangeDescriptor, cs *raftpb.ConfState, payload []byte) (left, right *kv.RangeDescriptor, err error) {
 	cmd, err := decodeSplitCommand(payload)
 	if err != nil {
 		return nil, nil, &InvalidChangeError{RangeID: r.rangeID, Reason: err.Error()}
 	}
 	if err := validateSplit(desc, cmd.SplitKey); err != nil {
 		return nil, nil, err
+	}
+	// In a joint configuration the descriptor lists the incoming voters
+	// only; the right range would start with a configuration the left one
+	// has not reached. Refused the same way on every replica (the conf
+	// state at this index is part of the replicated state).
+	if len(cs.GetVotersOutgoing()) > 0 {
+		return nil, nil, &InvalidChangeError{RangeID: desc.RangeID, Reason: "split during a joint configuration"}
 	}
 	left = desc.Clone()
 	left.EndKey = append([]byte(nil), cmd.SplitKey...)

@@ -1,0 +1,93 @@
+package raftgroup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/quorumdb/quorumdb/kv"
+)
+
+// A membership change computed from the descriptor before a split and
+// committed after it must not bring back the pre-split span: the change
+// applies to the descriptor in force at apply.
+func TestStaleChangeReplicasAfterSplitKeepsSplitSpan(t *testing.T) {
+	c := newTestCluster(t, 4, nil)
+	c.bootstrap(testDescriptor(1, 1, 2, 3))
+	leader := c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 30*time.Second)
+	r := c.store(leader).replica(1)
+	stale := r.Descriptor() // what a racing ChangeReplicas computed from
+	if _, _, err := c.store(leader).SplitRange(ctx, 1, []byte("m"), 2); err != nil {
+		t.Fatal(err)
+	}
+	id := stale.NextReplicaID
+	cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(id)}}}
+	if err := proposeStaleAddLearner(ctx, r, cc, stale, kv.ReplicaDescriptor{NodeID: 4, ReplicaID: id, Type: kv.Learner}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []uint64{1, 2, 3} {
+		waitFor(t, 5*time.Second, "the learner in every left descriptor", func() bool {
+			d := c.store(n).replica(1).Descriptor()
+			_, ok := d.Replica(4)
+			return ok
+		})
+		d := c.store(n).replica(1).Descriptor()
+		if !bytes.Equal(d.EndKey, []byte("m")) || d.Generation != 3 {
+			t.Fatalf("n%d: left descriptor after a stale change: %v", n, d)
+		}
+		if rd, _ := d.Replica(4); rd.ReplicaID != id || rd.Type != kv.Learner {
+			t.Fatalf("n%d: learner %v", n, rd)
+		}
+		if rd := c.store(n).replica(2).Descriptor(); rd == nil || !bytes.Equal(rd.StartKey, []byte("m")) {
+			t.Fatalf("n%d: right descriptor %v", n, rd)
+		}
+	}
+}
+
+func proposeStaleAddLearner(ctx context.Context, r *Replica, cc *raftpb.ConfChangeV2, stale *kv.RangeDescriptor, learner kv.ReplicaDescriptor) error {
+	return r.proposeConfChange(ctx, cc, stale, []kv.ReplicaDescriptor{learner})
+}
+
+// A split that commits while the range is in a joint configuration is
+// refused on every replica: its right range would start from a
+// configuration the left one has not reached.
+func TestSplitRefusedInJointConfiguration(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.bootstrap(testDescriptor(1, 1, 2, 3))
+	leader := c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 30*time.Second)
+	s := c.store(leader)
+	r := s.replica(1)
+	desc := r.Descriptor()
+	other := leader%3 + 1
+	od, _ := desc.Replica(other)
+	cc := &raftpb.ConfChangeV2{Transition: raftpb.ConfChangeTransitionJointExplicit.Enum(),
+		Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(od.ReplicaID)}}}
+	if err := r.proposeConfChange(ctx, cc, desc, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := s.SplitRange(ctx, 1, []byte("m"), 2)
+	var ic *InvalidChangeError
+	if !errors.As(err, &ic) || !strings.Contains(ic.Reason, "joint") {
+		t.Fatalf("split in a joint configuration: %v", err)
+	}
+	if s.replica(2) != nil {
+		t.Fatal("r2 created by a refused split")
+	}
+	d, err := s.repairAbandonedChange(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.Replica(other); ok || len(d.Replicas) != 2 {
+		t.Fatalf("after leaving the joint configuration: %v", d)
+	}
+	if _, right, err := s.SplitRange(ctx, 1, []byte("m"), 2); err != nil || len(right.Replicas) != 2 {
+		t.Fatalf("split after the change: %v %v", right, err)
+	}
+}
