@@ -85,14 +85,21 @@ func spanOverlapsKey(sp kv.Span, key []byte) bool {
 }
 
 // routingError is the answer to a request whose keys are not all inside
-// desc: EpochMismatchError with the current descriptors when another range
-// on this store now holds the key (the client's descriptor predates a
-// split), KeyOutOfRangeError otherwise.
+// desc: EpochMismatchError with the current descriptors when the client's
+// descriptor predates a split (another range on this store now holds the
+// key, or the key is inside desc but the request's span runs past desc's
+// end), KeyOutOfRangeError otherwise.
 func (s *Store) routingError(desc *kv.RangeDescriptor, key []byte) error {
 	descs := []*kv.RangeDescriptor{desc.Clone()}
-	found := false
+	// A span starting inside desc but ending past it: the client believed
+	// the range was wider. The current descriptor is what it needs.
+	found := desc.ContainsKey(key)
 	for _, r := range s.replicaList(nil) {
-		if d := r.descriptor(); d != nil && d.RangeID != desc.RangeID && d.ContainsKey(key) {
+		d := r.descriptor()
+		if d == nil || d.RangeID == desc.RangeID {
+			continue
+		}
+		if d.ContainsKey(key) || (found && bytes.Equal(d.StartKey, desc.EndKey)) {
 			descs = append(descs, d.Clone())
 			found = true
 		}
