@@ -17,6 +17,7 @@ type applyOutcome struct {
 	applied  appliedState
 	desc     *kv.RangeDescriptor // descriptor after the entries (nil: unchanged)
 	results  []applyResult
+	deferred []applyResult         // answered by afterApply (splits)
 	splits   []*kv.RangeDescriptor // right-hand descriptors created by splits
 	removed  bool                  // a conf change removed this replica
 	commits  int
@@ -27,6 +28,9 @@ type applyResult struct {
 	p    *proposal
 	resp *kv.Response
 	err  error
+	// afterSplit: a split's answer waits for afterApply, which creates the
+	// right range here (SplitRange returns both descriptors).
+	afterSplit bool
 }
 
 // applyEntries evaluates committed entries into b, deterministically: the
@@ -119,7 +123,8 @@ func (r *Replica) applyEntries(b *pebble.Batch, ents []*raftpb.Entry) (*applyOut
 			p := r.proposals[id]
 			if p != nil && p.index == e.GetIndex() {
 				delete(r.proposals, id)
-				o.results = append(o.results, applyResult{p: p, resp: resp, err: err})
+				isSplit := e.GetType() == raftpb.EntryNormal && len(e.GetData()) > 0 && commandKind(e.GetData()[0]) == kindSplit
+				o.results = append(o.results, applyResult{p: p, resp: resp, err: err, afterSplit: isSplit && err == nil})
 			}
 			r.mu.Unlock()
 		}
@@ -198,6 +203,10 @@ func (r *Replica) finishApply(o *applyOutcome) {
 	}
 	r.mu.Unlock()
 	for _, res := range o.results {
+		if res.afterSplit {
+			o.deferred = append(o.deferred, res)
+			continue
+		}
 		res.p.finish(res.resp, res.err)
 	}
 	for _, p := range lost {
@@ -209,7 +218,13 @@ func (r *Replica) finishApply(o *applyOutcome) {
 // destroying a removed replica (worker).
 func (r *Replica) afterApply(o *applyOutcome) {
 	for _, right := range o.splits {
+		if h := r.store.cfg.Knobs.BeforeSplitRangeCreated; h != nil {
+			h(r.rangeID, right.RangeID)
+		}
 		r.store.afterSplit(r, right)
+	}
+	for _, res := range o.deferred {
+		res.p.finish(res.resp, res.err)
 	}
 	if o.removed {
 		r.store.removeReplica(r, o.desc)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,5 +90,41 @@ func TestSplitRefusedInJointConfiguration(t *testing.T) {
 	}
 	if _, right, err := s.SplitRange(ctx, 1, []byte("m"), 2); err != nil || len(right.Replicas) != 2 {
 		t.Fatalf("split after the change: %v %v", right, err)
+	}
+}
+
+// SplitRange answers only once the right-hand replica exists here: the
+// hook holds the left range's worker between the split's apply and the
+// creation of the right replica; a premature answer shows up as a
+// SplitRange that returns while the hook still holds.
+func TestSplitRangeReturnsOnceRightReplicaExists(t *testing.T) {
+	splitReturned := make(chan struct{})
+	var hooked atomic.Bool
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.Knobs.BeforeSplitRangeCreated = func(_, _ uint64) {
+			if !hooked.CompareAndSwap(false, true) {
+				return
+			}
+			// A premature answer arrives well within this bound; a
+			// correct SplitRange cannot return before the hook does.
+			select {
+			case <-splitReturned:
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	})
+	c.bootstrap(testDescriptor(1, 1, 2, 3))
+	leader := c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 30*time.Second)
+	left, right, err := c.store(leader).SplitRange(ctx, 1, []byte("m"), 2)
+	close(splitReturned)
+	if err != nil {
+		t.Fatalf("split: %v", err)
+	}
+	if right == nil || right.RangeID != 2 || !bytes.Equal(right.StartKey, []byte("m")) || !bytes.Equal(left.EndKey, []byte("m")) {
+		t.Fatalf("split descriptors: %v %v", left, right)
+	}
+	if !hooked.Load() {
+		t.Fatal("the split never reached the hook")
 	}
 }

@@ -49,13 +49,39 @@ func (s *Store) SplitRange(ctx context.Context, rangeID uint64, splitKey []byte,
 		return nil, nil, err
 	}
 	left = r.Descriptor()
-	if rr := s.replica(newRangeID); rr != nil {
-		right = rr.Descriptor()
-	}
-	if right == nil {
-		return left, nil, fmt.Errorf("raftgroup: r%d split applied but r%d is not initialized here", rangeID, newRangeID)
+	// The answer comes after the right replica was created here (afterApply);
+	// one that existed uninitialized is initialized on its own worker, so
+	// wait for that too.
+	right, err = s.waitInitialized(ctx, newRangeID)
+	if err != nil {
+		return left, nil, fmt.Errorf("raftgroup: r%d split applied but r%d is not initialized here: %w", rangeID, newRangeID, err)
 	}
 	return left, right, nil
+}
+
+// waitInitialized waits until this store's replica of rangeID has a
+// descriptor and returns it.
+func (s *Store) waitInitialized(ctx context.Context, rangeID uint64) (*kv.RangeDescriptor, error) {
+	for {
+		rr := s.replica(rangeID)
+		if rr == nil {
+			return nil, &kv.RangeNotFoundError{RangeID: rangeID}
+		}
+		rr.mu.Lock()
+		desc, destroyed, ch := rr.desc, rr.destroyed, rr.appliedCh
+		rr.mu.Unlock()
+		if desc != nil {
+			return desc.Clone(), nil
+		}
+		if destroyed != nil {
+			return nil, destroyed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, rr.unavailable(ctx, "waiting for the right-hand range to initialize")
+		}
+	}
 }
 
 func validateSplit(desc *kv.RangeDescriptor, splitKey []byte) error {

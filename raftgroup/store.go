@@ -86,6 +86,9 @@ type Config struct {
 type TestingKnobs struct {
 	// DisableCampaignOnBootstrap leaves the first election to the timers.
 	DisableCampaignOnBootstrap bool
+	// BeforeSplitRangeCreated runs on the left range's worker after a split
+	// applied and before the right range's replica is created here.
+	BeforeSplitRangeCreated func(leftRangeID, rightRangeID uint64)
 }
 
 func (c *Config) setDefaults() error {
