@@ -133,8 +133,11 @@ type ScanResponse struct {
 // ValidateReadsRequest asks whether anything another transaction did could
 // have changed what a transaction read: a write record (not a rollback marker)
 // with commit_ts in (From, To] in any span, or a lock of another transaction
-// (start_ts != TxnStartTS) in any span. Write records of the transaction
-// TxnStartTS itself are not conflicts.
+// (start_ts != TxnStartTS) with start_ts <= To in any span. Write records and
+// locks of the transaction TxnStartTS itself are not conflicts. A lock with
+// start_ts > To is not one either: its commit_ts will be after its start_ts,
+// hence after To, so that writer serializes after the validating transaction
+// (To is that transaction's commit_ts).
 type ValidateReadsRequest struct {
 	Spans      []Span
 	TxnStartTS Timestamp
@@ -238,7 +241,8 @@ type TxnHeartbeatResponse struct {
 // OnePhaseCommitRequest commits a transaction whose writes and reads all lie
 // in one range, in one command: it fails like Prewrite on conflicts, validates
 // ReadSpans like ValidateReads over (StartTS, CommitTS] (failing with
-// *SerializationError), then writes data and write records at CommitTS
+// *SerializationError; locks of other transactions with start_ts > CommitTS
+// are ignored), then writes data and write records at CommitTS
 // directly, without locks. CommitTS is fixed by the leader before proposing.
 // Applying the same command again (a retried proposal) succeeds and writes
 // nothing more: keys already committed by StartTS are skipped and the

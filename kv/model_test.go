@@ -156,7 +156,8 @@ func (m *refModel) keysIn(start, end []byte) []string {
 }
 
 func (m *refModel) readConflict(k string, self, from, to Timestamp) bool {
-	if l, ok := m.locks[k]; ok && l.startTS != self {
+	// A lock that starts after to commits after to: not a conflict.
+	if l, ok := m.locks[k]; ok && l.startTS != self && l.startTS <= to {
 		return true
 	}
 	for ts, w := range m.writes[k] {
@@ -735,6 +736,21 @@ func (w *workload) pickLockedTxn() *modelTxn {
 	return locked[w.rng.IntN(len(locked))]
 }
 
+// lockHolder returns a known transaction that holds the lock on its
+// primary, or nil.
+func (w *workload) lockHolder() *modelTxn {
+	var locked []*modelTxn
+	for _, t := range w.txns {
+		if l, ok := w.model.locks[string(t.primary)]; ok && l.startTS == t.startTS {
+			locked = append(locked, t)
+		}
+	}
+	if len(locked) == 0 {
+		return nil
+	}
+	return locked[w.rng.IntN(len(locked))]
+}
+
 func (w *workload) pickTxn() *modelTxn {
 	if len(w.txns) == 0 || w.rng.IntN(10) == 0 {
 		return w.newTxn()
@@ -879,11 +895,20 @@ func (w *workload) generate() (string, *Request) {
 	case r < 98:
 		from := w.pastTS()
 		to := from + Timestamp(w.rng.IntN(40))
+		spans := w.spans()
+		if o := w.lockHolder(); o != nil && w.rng.IntN(2) == 0 {
+			// Often at or just below the start_ts of a transaction holding
+			// a lock, reading its primary first: the lock conflicts with
+			// to == start_ts but not with to below it.
+			to = o.startTS - Timestamp(w.rng.IntN(2))
+			from = min(from, to)
+			spans = append([]Span{{Key: o.primary}}, spans...)
+		}
 		var self Timestamp
 		if len(w.txns) > 0 {
 			self = w.txns[w.rng.IntN(len(w.txns))].startTS
 		}
-		return "validate-reads", &Request{ValidateReads: &ValidateReadsRequest{Spans: w.spans(), TxnStartTS: self, From: from, To: to}}
+		return "validate-reads", &Request{ValidateReads: &ValidateReadsRequest{Spans: spans, TxnStartTS: self, From: from, To: to}}
 	default:
 		s := w.span()
 		if len(s.EndKey) == 0 {

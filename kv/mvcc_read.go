@@ -463,8 +463,14 @@ func (m *mvccReader) scan(req *ScanRequest) (*ScanResponse, error) {
 }
 
 // firstReadConflict returns the first key in spans (in span order, then key
-// order) with a lock of a transaction other than self, or a commit record of
-// a transaction other than self with commit_ts in (from, to]. nil: none.
+// order) with a lock of a transaction other than self whose start_ts is at
+// most to, or a commit record of a transaction other than self with
+// commit_ts in (from, to]. nil: none.
+//
+// A lock with start_ts > to cannot become a record in (from, to]: every
+// commit_ts is after its start_ts (Commit and ResolveLock refuse anything
+// below the lock's min_commit_ts = start_ts+1), so that writer serializes
+// after the validating transaction and is not a conflict.
 func (m *mvccReader) firstReadConflict(spans []Span, self, from, to Timestamp) ([]byte, error) {
 	for _, s := range spans {
 		if len(s.EndKey) == 0 {
@@ -490,7 +496,7 @@ func (m *mvccReader) keyReadConflict(userKey []byte, self, from, to Timestamp) (
 	if err != nil {
 		return false, err
 	}
-	if l != nil && l.startTS != self {
+	if l != nil && lockConflicts(l, self, to) {
 		return true, nil
 	}
 	it, err := m.iter()
@@ -516,7 +522,7 @@ func (m *mvccReader) spanReadConflict(s Span, self, from, to Timestamp) ([]byte,
 			if err != nil {
 				return nil, err
 			}
-			if l.startTS != self {
+			if lockConflicts(&l, self, to) {
 				return w.curKey, nil
 			}
 		}
@@ -530,6 +536,14 @@ func (m *mvccReader) spanReadConflict(s Span, self, from, to Timestamp) ([]byte,
 			}
 		}
 	}
+}
+
+// lockConflicts reports whether l, found in a read span of the transaction
+// self validating up to to, may still produce a commit record in (from, to]:
+// it belongs to another transaction and its start_ts is at most to (its
+// commit_ts will exceed its start_ts).
+func lockConflicts(l *mvccLock, self, to Timestamp) bool {
+	return l.startTS != self && l.startTS <= to
 }
 
 // recordsConflict reports whether the key with the given write-family prefix

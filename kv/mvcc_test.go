@@ -439,11 +439,84 @@ func TestValidateReads(t *testing.T) {
 	if r := validate(40, 100, all); r.Conflict {
 		t.Errorf("own lock is no conflict: %+v", r)
 	}
-	if err := h.prewrite(200, "g", put("g", "other")); err != nil {
+	if err := h.prewrite(100, "g", put("g", "other")); err != nil {
 		t.Fatal(err)
 	}
 	if r := validate(40, 100, all); !r.Conflict || string(r.ConflictKey) != "g" {
-		t.Errorf("foreign lock: %+v", r)
+		t.Errorf("foreign lock with start_ts == To: %+v", r)
+	}
+	if r := validate(40, 100, Span{Key: []byte("g")}); !r.Conflict || string(r.ConflictKey) != "g" {
+		t.Errorf("foreign lock with start_ts == To, point read: %+v", r)
+	}
+}
+
+// TestValidateReadsIgnoresLaterLocks: a lock whose start_ts is after To
+// commits after To, so it cannot be a write in (From, To]; one at or below
+// To may still commit inside it; the transaction's own lock never counts.
+func TestValidateReadsIgnoresLaterLocks(t *testing.T) {
+	h := newHarness(t)
+	if err := h.prewrite(50, "b", put("b", "early")); err != nil { // start_ts < From
+		t.Fatal(err)
+	}
+	if err := h.prewrite(101, "d", put("d", "later")); err != nil { // start_ts == To+1
+		t.Fatal(err)
+	}
+	if err := h.prewrite(60, "f", put("f", "own")); err != nil { // the validator's own
+		t.Fatal(err)
+	}
+	validate := func(to Timestamp, spans ...Span) *ValidateReadsResponse {
+		return h.mustEval(&Request{ValidateReads: &ValidateReadsRequest{Spans: spans, TxnStartTS: 60, From: 60, To: to}}).ValidateReads
+	}
+	span := func(start, end string) Span { return Span{Key: []byte(start), EndKey: []byte(end)} }
+	point := func(k string) Span { return Span{Key: []byte(k)} }
+	for _, tc := range []struct {
+		name  string
+		to    Timestamp
+		spans []Span
+		want  string // conflicting key, "" for none
+	}{
+		{"later lock in a span", 100, []Span{span("c", "e")}, ""},
+		{"later lock at a point", 100, []Span{point("d")}, ""},
+		{"own lock", 100, []Span{span("e", "g"), point("f")}, ""},
+		{"later and own locks", 100, []Span{span("c", "x")}, ""},
+		{"lock at To", 101, []Span{span("c", "e")}, "d"},
+		{"lock at To, point", 101, []Span{point("d")}, "d"},
+		{"lock below From", 100, []Span{span("b", "x")}, "b"},
+		{"lock below From, point", 100, []Span{point("b")}, "b"},
+	} {
+		r := validate(tc.to, tc.spans...)
+		if got := string(r.ConflictKey); r.Conflict != (tc.want != "") || got != tc.want {
+			t.Errorf("%s: got %+v, want conflict on %q", tc.name, r, tc.want)
+		}
+	}
+	// A later write record is still found behind an ignored lock.
+	h.put("e", "w", 70, 80)
+	if r := validate(100, span("c", "x")); !r.Conflict || string(r.ConflictKey) != "e" {
+		t.Errorf("record behind an ignored lock: %+v", r)
+	}
+}
+
+// TestOnePhaseCommitIgnoresLaterLocks: a 1PC validates its reads the same
+// way over (StartTS, CommitTS].
+func TestOnePhaseCommitIgnoresLaterLocks(t *testing.T) {
+	h := newHarness(t)
+	if err := h.prewrite(50, "e", put("e", "1")); err != nil {
+		t.Fatal(err)
+	}
+	onePC := func(key string, startTS, commitTS Timestamp) error {
+		_, err := h.eval(&Request{OnePhaseCommit: &OnePhaseCommitRequest{Mutations: []Mutation{put(key, "v")},
+			ReadSpans: []Span{{Key: []byte("b"), EndKey: []byte("f")}, {Key: []byte("e")}}, StartTS: startTS, CommitTS: commitTS}})
+		return err
+	}
+	if err := onePC("k", 40, 49); err != nil {
+		t.Fatalf("lock starting after CommitTS: %v", err)
+	}
+	if v, found, err := h.get("k", 49); err != nil || !found || v != "v" {
+		t.Fatalf("1PC write: %q %v %v", v, found, err)
+	}
+	se := wantErr[*SerializationError](t, onePC("m", 45, 50))
+	if string(se.Key) != "e" {
+		t.Errorf("lock at CommitTS: key %q", se.Key)
 	}
 }
 
