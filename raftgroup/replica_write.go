@@ -193,6 +193,12 @@ func (r *Replica) prepareOnePhaseCommit(ctx context.Context, req *kv.Request, p 
 	}
 	opc := *req.OnePhaseCommit
 	opc.CommitTS = max(opc.CommitTS, r.maxReadTS+1)
+	// The command validates its read spans up to CommitTS when it applies:
+	// that is a read at CommitTS, so it must raise max_read_ts like any
+	// other read. Otherwise a 1PC proposed after this one could take a
+	// lower commit timestamp and write, below CommitTS, a key this one
+	// already validated (write skew between two 1PCs of one range).
+	r.maxReadTS = max(r.maxReadTS, opc.CommitTS)
 	out := &kv.Request{OnePhaseCommit: &opc}
 	for _, m := range opc.Mutations {
 		k := string(m.Key)
