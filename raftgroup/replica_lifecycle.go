@@ -20,9 +20,12 @@ func (s *Store) BootstrapRange(ctx context.Context, desc *kv.RangeDescriptor) er
 }
 
 // BootstrapRanges is BootstrapRange for many ranges at once, with one synced
-// write for all of them. A range this replica already holds, initialized by
-// a snapshot from a peer that bootstrapped first, counts as done. Descriptors must not overlap (not checked: they
-// come from the cluster's own bootstrap). It stops at the first invalid
+// write for all of them. A range this replica already holds with the same
+// replica ID and span (or a part of that span at a later generation: a
+// peer bootstrapped first, caught this replica up by snapshot and may have
+// split it since), counts as done, so the call is idempotent. Other
+// descriptors must not overlap (not checked: they come from the cluster's
+// own bootstrap). It stops at the first invalid
 // descriptor; ranges before it are created.
 func (s *Store) BootstrapRanges(ctx context.Context, descs []*kv.RangeDescriptor) error {
 	if !s.enter() {
@@ -50,9 +53,10 @@ func (s *Store) BootstrapRanges(ctx context.Context, descs []*kv.RangeDescriptor
 		}
 		if existing := s.replicas[desc.RangeID]; existing != nil {
 			if d := existing.Descriptor(); d != nil {
-				if existing.replicaID == self.ReplicaID && bytes.Equal(d.StartKey, desc.StartKey) {
+				if existing.replicaID == self.ReplicaID && sameBootstrappedRange(d, desc) {
 					// A peer bootstrapped first, won the election and
-					// caught this replica up by snapshot: done already.
+					// caught this replica up by snapshot (or this is a
+					// retry): done already.
 					continue
 				}
 				firstErr = &RangeExistsError{RangeID: desc.RangeID}
@@ -73,6 +77,18 @@ func (s *Store) BootstrapRanges(ctx context.Context, descs []*kv.RangeDescriptor
 			break
 		}
 		if ps.Descriptor != nil {
+			if ps.ReplicaID == self.ReplicaID && ps.ReplicaID >= ps.Tombstone && sameBootstrappedRange(ps.Descriptor, desc) {
+				// Persisted but not loaded (written by a peer's snapshot or
+				// a split whose replica is not registered yet): load it.
+				r, err := newReplica(s, desc.RangeID, ps)
+				if err != nil {
+					firstErr = err
+					break
+				}
+				s.replicas[desc.RangeID] = r
+				s.sched.enqueue(r.rangeID)
+				continue
+			}
 			firstErr = &RangeExistsError{RangeID: desc.RangeID}
 			break
 		}
@@ -167,6 +183,22 @@ func (r *Replica) initialize(desc *kv.RangeDescriptor, writeState bool) error {
 	r.appliedCh = make(chan struct{})
 	r.mu.Unlock()
 	return nil
+}
+
+// sameBootstrappedRange reports whether have, a descriptor found here, is
+// the range want bootstraps: the same range ID and start key, and want's
+// span or a part of it at want's generation or later (a peer may have
+// split the range before this node's bootstrap call arrived). Bootstrap
+// descriptors come from the cluster itself, so a range ID is never
+// bootstrapped with two different spans.
+func sameBootstrappedRange(have, want *kv.RangeDescriptor) bool {
+	if have.RangeID != want.RangeID || !bytes.Equal(have.StartKey, want.StartKey) || have.Generation < want.Generation {
+		return false
+	}
+	if bytes.Equal(have.EndKey, want.EndKey) {
+		return true
+	}
+	return have.Generation > want.Generation && bytes.Compare(have.EndKey, want.EndKey) < 0
 }
 
 func firstVoter(desc *kv.RangeDescriptor) uint64 {

@@ -128,3 +128,59 @@ func TestSplitRangeReturnsOnceRightReplicaExists(t *testing.T) {
 		t.Fatal("the split never reached the hook")
 	}
 }
+
+// BootstrapRange is idempotent: a replica that a peer's snapshot already
+// initialized (before this node's bootstrap call) counts as done, also
+// after the range split; a descriptor that is not the same range (another
+// span at the same generation, another replica ID) is refused.
+func TestBootstrapRangeIsIdempotent(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	desc := testDescriptor(1, 1, 2, 3)
+	ctx := testCtx(t, 30*time.Second)
+	for _, n := range []uint64{1, 2} {
+		if err := c.store(n).BootstrapRange(ctx, desc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitLeader(1, 5*time.Second)
+	if _, err := c.put(ctx, 1, []byte("a"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "n3 initialized by snapshot", func() bool {
+		r := c.store(3).replica(1)
+		return r != nil && r.Descriptor() != nil
+	})
+	before := c.store(3).replica(1)
+	if err := c.store(3).BootstrapRange(ctx, desc); err != nil {
+		t.Fatalf("bootstrap after a snapshot: %v", err)
+	}
+	if c.store(3).replica(1) != before {
+		t.Fatal("bootstrap replaced the replica")
+	}
+	for _, n := range []uint64{1, 2, 3} {
+		if err := c.store(n).BootstrapRange(ctx, desc); err != nil {
+			t.Fatalf("n%d: repeated bootstrap: %v", n, err)
+		}
+	}
+	leader := c.waitLeader(1, 5*time.Second)
+	if _, _, err := c.store(leader).SplitRange(ctx, 1, []byte("m"), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.store(leader).BootstrapRange(ctx, desc); err != nil {
+		t.Fatalf("bootstrap after a split: %v", err)
+	}
+	other := desc.Clone()
+	other.EndKey = []byte("q")
+	other.Generation = 2
+	var exists *RangeExistsError
+	if err := c.store(leader).BootstrapRange(ctx, other); !errors.As(err, &exists) {
+		t.Fatalf("bootstrap with another span at the same generation: %v", err)
+	}
+	moved := desc.Clone()
+	moved.Replicas[0].ReplicaID, moved.Replicas[1].ReplicaID, moved.Replicas[2].ReplicaID = 7, 8, 9
+	moved.NextReplicaID = 10
+	if err := c.store(3).BootstrapRange(ctx, moved); !errors.As(err, &exists) {
+		t.Fatalf("bootstrap with other replica IDs: %v", err)
+	}
+	c.waitConverged(1, []uint64{1, 2, 3}, 10*time.Second)
+}
