@@ -409,6 +409,14 @@ func TestRangePublisherPublishesNewGenerationsOnly(t *testing.T) {
 	if d := lookup("p"); d == nil || d.Generation != 100 {
 		t.Fatalf("newer published descriptor replaced by %v", d)
 	}
+	// The watch delivers asynchronously: a lookup can see r4 before the
+	// watch has, and cancelling the watch drops what it has not delivered
+	// yet. Wait for the watch to catch up before stopping it.
+	pdWaitFor(t, 10*time.Second, "the watch to see the left split", func() (bool, string) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.gen[1] >= 3 && s.gen[4] > 0, fmt.Sprint(s.gen)
+	})
 	stopWatch()
 	watchDone.Wait()
 	s.mu.Lock()
