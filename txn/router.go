@@ -16,6 +16,7 @@ import (
 // Router defaults.
 const (
 	DefaultRouterMaxWait        = 10 * time.Second
+	DefaultRouterAttemptTimeout = 2 * time.Second
 	DefaultRouterInitialBackoff = 5 * time.Millisecond
 	DefaultRouterMaxBackoff     = 250 * time.Millisecond
 )
@@ -34,6 +35,12 @@ type RouterConfig struct {
 	// (leader elections, unreachable nodes) before it fails with
 	// *RangeUnavailableError (0: DefaultRouterMaxWait).
 	MaxWait time.Duration
+	// AttemptTimeout bounds one attempt on one node (0:
+	// DefaultRouterAttemptTimeout). A leader cut off by a silent partition
+	// never answers; without this bound the request would wait on it for
+	// all of MaxWait instead of trying the replicas that elected a new
+	// leader. Retrying elsewhere is safe: every request is idempotent.
+	AttemptTimeout time.Duration
 	// InitialBackoff and MaxBackoff shape the wait between retry rounds.
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
@@ -55,6 +62,9 @@ type Router struct {
 func NewRouter(cfg RouterConfig) *Router {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = DefaultRouterMaxWait
+	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = DefaultRouterAttemptTimeout
 	}
 	if cfg.InitialBackoff <= 0 {
 		cfg.InitialBackoff = DefaultRouterInitialBackoff
@@ -202,7 +212,9 @@ func (r *Router) SendToRange(ctx context.Context, desc *kv.RangeDescriptor, req 
 			continue
 		}
 		hops++
-		resp, err := r.cfg.Nodes.Execute(ctx, node, desc.RangeID, req)
+		actx, cancel := context.WithTimeout(ctx, r.cfg.AttemptTimeout)
+		resp, err := r.cfg.Nodes.Execute(actx, node, desc.RangeID, req)
+		cancel()
 		if err == nil {
 			r.cache.setLeader(desc.RangeID, node)
 			return resp, nil

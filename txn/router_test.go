@@ -21,20 +21,22 @@ type memNodes struct {
 	mu            sync.Mutex
 	leader        map[uint64]uint64
 	down          map[uint64]bool
-	mismatchRange uint64 // answer EpochMismatch for this range (0: never)
+	hang          map[uint64]bool // never answer (a silent partition)
+	mismatchRange uint64          // answer EpochMismatch for this range (0: never)
 	calls         []string
 }
 
 var errConnRefused = errors.New("dial: connection refused")
 
 func newMemNodes(s *testStore) *memNodes {
-	return &memNodes{store: s, leader: make(map[uint64]uint64), down: make(map[uint64]bool)}
+	return &memNodes{store: s, leader: make(map[uint64]uint64), down: make(map[uint64]bool), hang: make(map[uint64]bool)}
 }
 
 func (n *memNodes) Execute(ctx context.Context, nodeID, rangeID uint64, req *kv.Request) (*kv.Response, error) {
 	n.mu.Lock()
 	n.calls = append(n.calls, fmt.Sprintf("n%d/r%d", nodeID, rangeID))
 	down := n.down[nodeID]
+	hang := n.hang[nodeID]
 	leader := n.leader[rangeID]
 	if leader == 0 {
 		leader = 1
@@ -43,6 +45,10 @@ func (n *memNodes) Execute(ctx context.Context, nodeID, rangeID uint64, req *kv.
 	n.mu.Unlock()
 	if down {
 		return nil, fmt.Errorf("node %d: %w", nodeID, errConnRefused)
+	}
+	if hang {
+		<-ctx.Done()
+		return nil, fmt.Errorf("node %d: %w", nodeID, ctx.Err())
 	}
 	if nodeID != leader {
 		return nil, &kv.NotLeaderError{RangeID: rangeID, LeaderNodeID: leader}
@@ -121,6 +127,31 @@ func TestRouterSkipsUnreachableNode(t *testing.T) {
 	// The leader's node dies; leadership moves to n2.
 	nodes.set(func(n *memNodes) { n.down[1] = true; n.leader[1] = 2 })
 	mustPut(t, db, "a", "2")
+	if v, _ := readCommitted(t, db, "a"); v != "2" {
+		t.Fatalf("a = %q", v)
+	}
+}
+
+// TestRouterGivesUpOnSilentLeader: the cached leader stops answering (cut
+// off by a partition that drops packets) while the other replicas elected a
+// new one; each attempt is bounded, so the request reaches the new leader
+// long before the range's overall wait runs out.
+func TestRouterGivesUpOnSilentLeader(t *testing.T) {
+	s := newTestStore(t)
+	nodes := newMemNodes(s)
+	r := NewRouter(RouterConfig{Directory: nodes, Nodes: nodes, MaxWait: 30 * time.Second,
+		AttemptTimeout: 100 * time.Millisecond, InitialBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	db := NewDB(DBConfig{Sender: r, Clock: s.clock})
+	t.Cleanup(db.Close)
+	mustPut(t, db, "a", "1")
+	nodes.set(func(n *memNodes) { n.hang[1] = true; n.leader[1] = 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := db.Run(ctx, TxnOptions{}, func(ctx context.Context, tx *Txn) error {
+		return tx.Put(ctx, []byte("a"), []byte("2"))
+	}); err != nil {
+		t.Fatalf("put with a silent old leader: %v", err)
+	}
 	if v, _ := readCommitted(t, db, "a"); v != "2" {
 		t.Fatalf("a = %q", v)
 	}
