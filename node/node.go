@@ -48,6 +48,10 @@ type Config struct {
 	EmbeddedEtcdClientURL string
 	EmbeddedEtcdPeerURL   string
 
+	// RootPassword, when set, is required of root from every host; when
+	// empty, root logs in without a password from loopback only.
+	RootPassword string
+
 	// CacheSize is pebble's block cache in bytes (default 64 MiB).
 	CacheSize int64
 	// Logger (default slog.Default()).
@@ -334,11 +338,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 
 	n.sql, err = qsql.NewServer(ctx, qsql.Config{
-		Listener:    sqlLn,
-		DB:          n.db,
-		NodeID:      n.id,
-		Logger:      n.log,
-		ClusterInfo: clusterInfo{n: n},
+		Listener:     sqlLn,
+		DB:           n.db,
+		NodeID:       n.id,
+		Logger:       n.log,
+		ClusterInfo:  clusterInfo{n: n},
+		RootPassword: cfg.RootPassword,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: start SQL server: %w", err)

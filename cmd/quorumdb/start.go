@@ -76,6 +76,7 @@ over the file.`,
 	f.BoolVar(&cfg.EmbeddedEtcd, "embedded-etcd", false, "run a single-member etcd inside this node")
 	f.StringVar(&cfg.EmbeddedEtcdClientURL, "embedded-etcd-client-url", "http://127.0.0.1:2379", "client URL of the embedded etcd")
 	f.StringVar(&cfg.EmbeddedEtcdPeerURL, "embedded-etcd-peer-url", "http://127.0.0.1:2380", "peer URL of the embedded etcd")
+	f.StringVar(&cfg.RootPassword, "root-password", "", "password of the MySQL root user (required from every host when set; without it root logs in only from loopback)")
 	f.Int64Var(&cfg.CacheSize, "cache-size", 64<<20, "pebble block cache size in bytes")
 	f.DurationVar(&cfg.LivenessTTL, "liveness-ttl", 5*time.Second, "etcd lease TTL whose keep-alive is this node's liveness")
 	f.DurationVar(&cfg.Placement.DeadNodeGrace, "dead-node-grace", 30*time.Second, "how long a node must be gone before its replicas are replaced")
