@@ -8,103 +8,101 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/quorumdb/quorumdb/kv"
+	"github.com/quorumdb/quorumdb/raftgroup"
 	"github.com/quorumdb/quorumdb/txn"
 )
 
-// memStore is the interim single-process store these tests run on until
-// raftgroup's single-node Store is wired in: a real in-memory pebble
-// kv.Engine split into ranges, every request evaluated by kv.Evaluate under
-// one mutex (atomic like a Raft apply). Like a range leader it raises a
-// one-phase commit's timestamp above every read the range served.
+// memStore is the store these tests run on: a real single-node
+// raftgroup.Store on an in-memory pebble kv.Engine, its key space in
+// single-voter ranges (writes proposed and applied through Raft, reads
+// served by the leader after a ReadIndex, the leader's max_read_ts and
+// latches for one-phase commits), as tests/ does for the transaction suites.
+// Starting and stopping one is cheap (one engine, a few goroutines, short
+// ticks), so every test and every go-mysql-server engine gets its own.
 type memStore struct {
-	mu        sync.Mutex
-	eng       *kv.Engine
-	ranges    map[uint64]*kv.RangeDescriptor
-	maxReadTS map[uint64]kv.Timestamp
+	store *raftgroup.Store
+	// clock is the store's clock (a new leader's max_read_ts starts from
+	// it) and the default clock of the coordinators over it.
+	clock *txn.LocalClock
 }
 
+// noPeers is the transport of a store whose ranges all have a single voter:
+// there is never anyone to send to.
+type noPeers struct{}
+
+func (noPeers) Send(*raftgroup.RaftMessage) bool { return false }
+func (noPeers) SendSnapshot(context.Context, *raftgroup.RaftMessage, raftgroup.SnapshotSource) error {
+	return errors.New("single-node test store has no peers")
+}
+
+// newMemStore starts a store whose ranges are split at splitKeys (in
+// ascending order); it stops when t ends.
 func newMemStore(t testing.TB, splitKeys ...string) *memStore {
 	t.Helper()
 	eng, err := kv.Open("", kv.EngineOptions{InMemory: true, CacheSize: 8 << 20})
 	if err != nil {
 		t.Fatalf("open engine: %v", err)
 	}
-	t.Cleanup(func() { _ = eng.Close() })
-	s := &memStore{eng: eng, ranges: map[uint64]*kv.RangeDescriptor{}, maxReadTS: map[uint64]kv.Timestamp{}}
+	clock := txn.NewLocalClock(0)
+	st, err := raftgroup.NewStore(raftgroup.Config{
+		NodeID: 1, Engine: eng, Transport: noPeers{},
+		Clock: func() uint64 {
+			ts, _ := clock.GetTimestamp(context.Background())
+			return ts
+		},
+		// Single voters never wait for an election or a heartbeat; short
+		// ticks only make idle ranges quiesce soon.
+		TickInterval: 10 * time.Millisecond,
+		Workers:      2,
+		Logger:       quietLogger(),
+	})
+	if err != nil {
+		_ = eng.Close()
+		t.Fatalf("new store: %v", err)
+	}
+	st.Start()
+	t.Cleanup(func() {
+		st.Stop()
+		_ = eng.Close()
+	})
+	// All ranges are created at once (one write; each campaigns at once)
+	// rather than by splits, which would cost a Raft round per split.
 	bounds := [][]byte{kv.KeyMin}
 	for _, k := range splitKeys {
 		bounds = append(bounds, []byte(k))
 	}
 	bounds = append(bounds, kv.KeyMax)
+	descs := make([]*kv.RangeDescriptor, 0, len(bounds)-1)
 	for i := 0; i+1 < len(bounds); i++ {
-		id := uint64(i + 1)
-		s.ranges[id] = &kv.RangeDescriptor{
-			RangeID: id, StartKey: bounds[i], EndKey: bounds[i+1], Generation: 1,
-			Replicas: []kv.ReplicaDescriptor{{NodeID: 1, ReplicaID: 1}},
-		}
+		descs = append(descs, &kv.RangeDescriptor{
+			RangeID: uint64(i + 1), StartKey: bounds[i], EndKey: bounds[i+1], Generation: 1,
+			Replicas: []kv.ReplicaDescriptor{{NodeID: 1, ReplicaID: 1}}, NextReplicaID: 2,
+		})
 	}
-	return s
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := st.BootstrapRanges(ctx, descs); err != nil {
+		t.Fatalf("bootstrap ranges: %v", err)
+	}
+	return &memStore{store: st, clock: clock}
 }
 
+// Execute implements txn.LocalStore.
 func (s *memStore) Execute(ctx context.Context, rangeID uint64, req *kv.Request) (*kv.Response, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	desc, ok := s.ranges[rangeID]
-	if !ok {
-		return nil, &kv.RangeNotFoundError{RangeID: rangeID}
-	}
-	if kv.IsReadOnly(req) {
-		var ts kv.Timestamp
-		switch {
-		case req.Get != nil:
-			ts = req.Get.ReadTS
-		case req.Scan != nil:
-			ts = req.Scan.ReadTS
-		case req.ValidateReads != nil:
-			ts = req.ValidateReads.To
-		}
-		resp, err := kv.EvaluateReadOnly(s.eng.DB(), desc, req)
-		if err == nil || kv.IsRequestError(err) {
-			var outside *kv.KeyOutOfRangeError
-			if !errors.As(err, &outside) {
-				s.maxReadTS[rangeID] = max(s.maxReadTS[rangeID], ts)
-			}
-		}
-		return resp, err
-	}
-	if req.OnePhaseCommit != nil {
-		c := *req.OnePhaseCommit
-		c.CommitTS = max(c.CommitTS, s.maxReadTS[rangeID]+1)
-		req = &kv.Request{OnePhaseCommit: &c}
-	}
-	b := s.eng.NewBatch()
-	defer func() { _ = b.Close() }()
-	resp, err := kv.Evaluate(b, desc, req)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.eng.Commit(b, false); err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return s.store.Execute(ctx, rangeID, req)
 }
 
+// LookupRange implements txn.RangeDirectory from the store's replicas.
 func (s *memStore) LookupRange(_ context.Context, key []byte) (*kv.RangeDescriptor, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, d := range s.ranges {
-		if d.ContainsKey(key) {
-			return d.Clone(), nil
+	for _, info := range s.store.RangeInfo() {
+		if info.Descriptor != nil && info.Descriptor.ContainsKey(key) {
+			return info.Descriptor, nil
 		}
 	}
 	return nil, fmt.Errorf("no range holds %q", key)
@@ -127,10 +125,10 @@ func newTestDB(t testing.TB) (*txn.DB, *memStore) {
 }
 
 // newDBOn returns another coordinator (another "node") over the same store,
-// sharing its clock so timestamps stay unique.
+// on clock (nil: the store's own clock, so timestamps stay unique).
 func newDBOn(t testing.TB, st *memStore, clock txn.TimestampSource, mutate ...func(*txn.DBConfig)) *txn.DB {
 	if clock == nil {
-		clock = txn.NewLocalClock(0)
+		clock = st.clock
 	}
 	cfg := txn.DBConfig{
 		Sender:          txn.NewLocalStoreSender(txn.LocalStoreSenderConfig{Store: st, Directory: st, Logger: quietLogger()}),
