@@ -175,7 +175,7 @@ func (d *Database) GetViewDefinition(ctx *gms.Context, name string) (gms.ViewDef
 		return gms.ViewDefinition{}, false, err
 	}
 	defer release()
-	return d.srv.store.getView(ctx, kvt, d.desc, name)
+	return d.srv.store.lookupView(ctx, kvt, schemaCacheOf(ctx), d.desc, name)
 }
 
 // AllViews lists the views.

@@ -15,7 +15,10 @@
 //   - Provider / Database / Table: the engine's catalog, read from the KV store
 //     through the session's transaction with catalog/ (descriptors, key and
 //     row codecs); every DDL is a transactional change of descriptors, so it
-//     is visible on every node to the next transaction.
+//     is visible on every node to the next transaction. Resolved schema
+//     objects are cached per node by schema generation (schemacache.go): a
+//     transaction reads the generation key once and reuses what the node
+//     read at that generation, instead of re-reading the descriptors.
 //   - Session / Transaction (sql.TransactionSession): one KV transaction per
 //     engine transaction, begun lazily on first use; savepoints map to
 //     txn.Savepoint; statement atomicity through a per-statement savepoint.
@@ -35,10 +38,16 @@
 // Encode keys or rows by hand (catalog/ owns the codecs and the catalog
 // keys; the few SQL-layer system keys are in keys.go), know about ranges or
 // Raft, or keep authoritative state in memory: the only node-local state is
-// the AUTO_INCREMENT block cache and the sessions.
+// the AUTO_INCREMENT block cache, the schema cache (never used without the
+// transaction's own read of the schema generation) and the sessions.
 //
 // # Invariants
 //
+//   - Every transaction that writes a catalog key or a schema object (view,
+//     trigger, procedure) increments catalog.SchemaGenerationKey in the same
+//     transaction (catalogKV, putObject, deleteObject, dropObjects). A
+//     transaction that took schema from the node cache has read that key,
+//     so it fails read validation (1213) if a schema change commits first.
 //   - A row lives once under its primary key; every secondary index entry
 //     is written and deleted in the same transaction as the row.
 //   - Index spans produced from engine ranges always cover every matching

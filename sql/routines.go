@@ -18,7 +18,7 @@ func (d *Database) GetTriggers(ctx *gms.Context) ([]gms.TriggerDefinition, error
 		return nil, err
 	}
 	defer release()
-	return listObjects[gms.TriggerDefinition](ctx, kvt, tagTrigger, d.desc)
+	return d.srv.store.listTriggers(ctx, kvt, schemaCacheOf(ctx), d.desc)
 }
 
 // CreateTrigger stores a trigger definition.

@@ -28,9 +28,21 @@ type dbDesc struct {
 // schemaCache holds the descriptors one transaction has read, so the
 // engine's many Schema() and GetTableInsensitive calls cost one KV read per
 // object per transaction. Any DDL in the transaction drops it.
+//
+// Misses go to the node-wide cache (nodeSchemaCache) when the transaction
+// has not changed the schema (shared): the transaction then reads the
+// schema generation once and takes whatever the node cached at that
+// generation, so an autocommit statement costs one KV read for its schema.
 type schemaCache struct {
 	dbs    map[string]dbDesc
 	tables map[string]*tableInfo
+	// shared: the node cache may serve this transaction (false once it
+	// changed the schema: it must see its own uncommitted descriptors and
+	// must not publish them).
+	shared bool
+	// genRead, gen: the schema generation, read in this transaction.
+	genRead bool
+	gen     uint64
 }
 
 // schemaCacheOf returns the current transaction's cache (nil without one).
@@ -40,20 +52,41 @@ func schemaCacheOf(ctx *gms.Context) *schemaCache {
 		return nil
 	}
 	if tx.schema == nil {
-		tx.schema = &schemaCache{dbs: map[string]dbDesc{}, tables: map[string]*tableInfo{}}
+		tx.schema = &schemaCache{dbs: map[string]dbDesc{}, tables: map[string]*tableInfo{}, shared: !tx.schemaChanged}
 	}
 	return tx.schema
 }
 
-// catalogKV adapts a KVTxn to the catalog's KV interface.
+// catalogKV adapts a KVTxn to the catalog's KV interface. Every write
+// through it bumps the schema generation in the same transaction, so no
+// descriptor change can bypass the node cache's validation.
 type catalogKV struct{ KVTxn }
 
 func (c catalogKV) Scan(ctx context.Context, start, end []byte, limit int) ([]kv.KeyValue, error) {
 	return c.KVTxn.Scan(ctx, start, end, limit, false)
 }
 
+func (c catalogKV) Put(ctx context.Context, key, value []byte) error {
+	if err := bumpSchemaGeneration(ctx, c.KVTxn); err != nil {
+		return err
+	}
+	return c.KVTxn.Put(ctx, key, value)
+}
+
+func (c catalogKV) Delete(ctx context.Context, key []byte) error {
+	if err := bumpSchemaGeneration(ctx, c.KVTxn); err != nil {
+		return err
+	}
+	return c.KVTxn.Delete(ctx, key)
+}
+
 // schemaStore reads and writes the schema through a transaction.
-type schemaStore struct{ srv *Server }
+type schemaStore struct {
+	srv *Server
+	// nodeCache is shared by every transaction of the node (see
+	// nodeSchemaCache for why that is safe); its zero value is ready.
+	nodeCache nodeSchemaCache
+}
 
 func cat(kvt KVTxn) *catalog.Catalog { return catalog.New(catalogKV{kvt}) }
 
@@ -76,8 +109,24 @@ func (s *schemaStore) getDatabase(ctx context.Context, kvt KVTxn, cache *schemaC
 			return d, true, nil
 		}
 	}
+	gen, shared, err := s.sharedGeneration(ctx, kvt, cache)
+	if err != nil {
+		return dbDesc{}, false, err
+	}
+	if shared {
+		c, ok := s.nodeCache.database(gen, key)
+		if ok {
+			if c.found {
+				cache.dbs[key] = c.desc
+			}
+			return c.desc, c.found, nil
+		}
+	}
 	d, err := cat(kvt).GetDatabase(ctx, name)
 	if errors.Is(err, catalog.ErrDatabaseNotFound) {
+		if shared {
+			s.nodeCache.putDatabase(gen, key, cachedDB{})
+		}
 		return dbDesc{}, false, nil
 	}
 	if err != nil {
@@ -89,6 +138,9 @@ func (s *schemaStore) getDatabase(ctx context.Context, kvt KVTxn, cache *schemaC
 	}
 	if cache != nil {
 		cache.dbs[key] = out
+	}
+	if shared {
+		s.nodeCache.putDatabase(gen, key, cachedDB{desc: out, found: true})
 	}
 	return out, true, nil
 }
@@ -173,8 +225,25 @@ func (s *schemaStore) getTable(ctx context.Context, kvt KVTxn, cache *schemaCach
 			return ti, true, nil
 		}
 	}
+	gen, shared, err := s.sharedGeneration(ctx, kvt, cache)
+	if err != nil {
+		return nil, false, err
+	}
+	if shared {
+		ti, ok := s.nodeCache.table(gen, key)
+		if ok {
+			if ti == nil {
+				return nil, false, nil
+			}
+			cache.tables[key] = ti
+			return ti, true, nil
+		}
+	}
 	d, err := cat(kvt).GetTableByName(ctx, db.id, name)
 	if errors.Is(err, catalog.ErrTableNotFound) {
+		if shared {
+			s.nodeCache.putTable(gen, key, nil)
+		}
 		return nil, false, nil
 	}
 	if err != nil {
@@ -186,6 +255,9 @@ func (s *schemaStore) getTable(ctx context.Context, kvt KVTxn, cache *schemaCach
 	}
 	if cache != nil {
 		cache.tables[key] = ti
+	}
+	if shared {
+		s.nodeCache.putTable(gen, key, ti)
 	}
 	return ti, true, nil
 }
@@ -341,10 +413,16 @@ func putObject(ctx context.Context, kvt KVTxn, tag byte, db dbDesc, name string,
 	if err != nil {
 		return fmt.Errorf("qsql: encode %s: %w", name, err)
 	}
+	if err := bumpSchemaGeneration(ctx, kvt); err != nil {
+		return err
+	}
 	return convertTxnError("write "+name, kvt.Put(ctx, objectKey(tag, db.id, name), b))
 }
 
 func deleteObject(ctx context.Context, kvt KVTxn, tag byte, db dbDesc, name string) error {
+	if err := bumpSchemaGeneration(ctx, kvt); err != nil {
+		return err
+	}
 	return convertTxnError("drop "+name, kvt.Delete(ctx, objectKey(tag, db.id, name)))
 }
 
@@ -369,6 +447,50 @@ func (s *schemaStore) getView(ctx context.Context, kvt KVTxn, db dbDesc, name st
 	return getObject[gms.ViewDefinition](ctx, kvt, tagView, db, name)
 }
 
+// lookupView is getView for the engine's name resolution: through the node
+// cache when cache allows it (see getTable).
+func (s *schemaStore) lookupView(ctx context.Context, kvt KVTxn, cache *schemaCache, db dbDesc, name string) (gms.ViewDefinition, bool, error) {
+	gen, shared, err := s.sharedGeneration(ctx, kvt, cache)
+	if err != nil {
+		return gms.ViewDefinition{}, false, err
+	}
+	if !shared {
+		return s.getView(ctx, kvt, db, name)
+	}
+	key := tableCacheKey(db.id, name)
+	if v, ok := s.nodeCache.view(gen, key); ok {
+		return v.def, v.found, nil
+	}
+	def, found, err := s.getView(ctx, kvt, db, name)
+	if err != nil {
+		return def, found, err
+	}
+	s.nodeCache.putView(gen, key, cachedView{def: def, found: found})
+	return def, found, nil
+}
+
+// listTriggers lists the triggers of db, through the node cache when cache
+// allows it (see getTable).
+func (s *schemaStore) listTriggers(ctx context.Context, kvt KVTxn, cache *schemaCache, db dbDesc) ([]gms.TriggerDefinition, error) {
+	gen, shared, err := s.sharedGeneration(ctx, kvt, cache)
+	if err != nil {
+		return nil, err
+	}
+	if shared {
+		if ts, ok := s.nodeCache.triggerList(gen, db.id); ok {
+			return ts, nil
+		}
+	}
+	ts, err := listObjects[gms.TriggerDefinition](ctx, kvt, tagTrigger, db)
+	if err != nil {
+		return nil, err
+	}
+	if shared {
+		s.nodeCache.putTriggerList(gen, db.id, ts)
+	}
+	return ts, nil
+}
+
 func (s *schemaStore) putView(ctx context.Context, kvt KVTxn, db dbDesc, def gms.ViewDefinition) error {
 	return putObject(ctx, kvt, tagView, db, def.Name, def)
 }
@@ -383,6 +505,9 @@ func (s *schemaStore) listViews(ctx context.Context, kvt KVTxn, db dbDesc) ([]gm
 
 // dropObjects deletes every view, trigger and procedure of a database.
 func (s *schemaStore) dropObjects(ctx context.Context, kvt KVTxn, db dbDesc) error {
+	if err := bumpSchemaGeneration(ctx, kvt); err != nil {
+		return err
+	}
 	for _, tag := range []byte{tagView, tagTrigger, tagProcedure} {
 		sp := objectsSpan(tag, db.id)
 		if err := deleteRange(ctx, kvt, sp.Key, sp.EndKey); err != nil {
