@@ -19,6 +19,9 @@
 #   BENCH_NODES        QuorumDB nodes [3]
 #   BENCH_SPREAD       1: sysbench spreads its connections over all nodes;
 #                      0: all connections to node 1 [0]
+#   BENCH_MARIADB_ARGS extra mariadbd options, e.g.
+#                      "--transaction-isolation=SERIALIZABLE" (QuorumDB is
+#                      always serializable; MariaDB defaults to REPEATABLE READ) []
 #   BENCH_MARIADB      1: also run against a local MariaDB (installed with
 #                      apt-get if missing) and print ratios; 0: QuorumDB only [1]
 #   BENCH_PROFILE      1: take a CPU profile of the QuorumDB process during the
@@ -59,6 +62,7 @@ work=$(mktemp -d /tmp/quorumdb-bench-data-XXXXXX)
 
 qdb_pid=""
 maria_pid=""
+sb_pid=""
 
 log() { printf '%s bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -80,6 +84,7 @@ stop_pid() {
 
 cleanup() {
   local rc=$?
+  stop_pid "$sb_pid" TERM
   stop_pid "$qdb_pid" INT
   stop_pid "$maria_pid" TERM
   rm -rf "$work"
@@ -164,7 +169,7 @@ start_mariadb() {
     --bind-address=127.0.0.1 --port="$maria_port" --socket="$dir/mysqld.sock" \
     --pid-file="$dir/mysqld.pid" --skip-log-bin --innodb-flush-log-at-trx-commit=1 \
     --innodb-buffer-pool-size=256M --max-connections=200 \
-    --log-error="$out/mariadb.err" &
+    --log-error="$out/mariadb.err" ${BENCH_MARIADB_ARGS:-} &
   maria_pid=$!
   wait_until 60 "mariadb: SQL answers" sql_ping "$maria_port" ||
     die "mariadbd did not start (see $out/mariadb.err)"
@@ -261,8 +266,11 @@ run_all() {
           prof_pid=$!
         fi
         [ "$target" = quorumdb ] && before=$(raft_counters)
-        if sb "$target" "$test" --threads="$th" --time="$run_time" --report-interval=0 run >"$f" 2>&1 &&
-          line=$(fields "$f"); then
+        # In the background so that a signal to this script runs the trap at
+        # once (bash defers traps until a foreground child exits).
+        sb "$target" "$test" --threads="$th" --time="$run_time" --report-interval=0 run >"$f" 2>&1 &
+        sb_pid=$!
+        if wait "$sb_pid" && line=$(fields "$f"); then
           [ "$target" = quorumdb ] && line="$line $(per_op "$before" "$(raft_counters)" "$f")"
           echo "$target $test $th $rep $line" >>"$out/raw.txt"
           log "$target $test threads=$th rep $rep: tps qps p95 err/s = $line"
@@ -303,7 +311,7 @@ summary() {
       unset med
     done
   done
-  echo "medians of $reps runs of ${run_time}s; tables=$tables x $table_size rows; quorumdb: $nodes nodes (spread=$spread); sysbench options: ${BENCH_SYSBENCH_ARGS:-none}"
+  echo "medians of $reps runs of ${run_time}s; tables=$tables x $table_size rows; quorumdb: $nodes nodes (spread=$spread); sysbench options: ${BENCH_SYSBENCH_ARGS:-none}; mariadbd options: ${BENCH_MARIADB_ARGS:-none}"
   echo "tps ÷ = mariadb tps / quorumdb tps (how many times slower QuorumDB is); p95 x = quorumdb p95 / mariadb p95; err/s = sysbench's ignored (retried) errors;"
   echo "reads/q = ReadIndex reads per query, prop/t = Raft proposals per transaction (all nodes), fsync = mean ms per synced Raft log batch"
 }
