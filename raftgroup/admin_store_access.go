@@ -10,9 +10,8 @@ import (
 )
 
 // This file holds what the placement driver needs from the Store that its
-// exported API does not offer. It belongs to the placement code, not to
-// the Store; the Store's owner may fold it into ChangeReplicas and delete
-// it.
+// exported API does not offer, and the clean-up of an abandoned membership
+// change that ChangeReplicas shares with it.
 
 // inJointConfig reports whether the raft configuration of rangeID is joint
 // (C_old ∧ C_new), read on the replica's worker. Read-only.
@@ -40,12 +39,15 @@ func (s *Store) inJointConfig(ctx context.Context, rangeID uint64) (bool, error)
 //     descriptor the joint step installed: raft refuses every other
 //     membership change while joint, and a new leader does not leave it
 //     on its own (the transition is explicit);
-//   - learners are removed: ChangeReplicas refuses any change while a
-//     learner is present. Removing a learner does not touch the voters: it
-//     is one simple change committed by the current quorum.
+//   - learners are removed. Removing a learner does not touch the voters:
+//     it is one simple change committed by the current quorum.
 //
-// It must run on the range's leader and returns the resulting descriptor.
-// The caller makes sure no ChangeReplicas of the range still runs.
+// ChangeReplicas does the same itself before a change (settleAbandonedChange,
+// keeping the learners of the nodes it adds); this entry point remains for
+// the placement driver, which repairs a range it does not otherwise change.
+// It must run on the range's leader and returns the resulting descriptor;
+// a ChangeReplicas or split of the range running on this node makes it
+// refuse (InvalidChangeError).
 func (s *Store) repairAbandonedChange(ctx context.Context, rangeID uint64) (*kv.RangeDescriptor, error) {
 	if s.stopped.Load() {
 		return nil, ErrStoreStopped
@@ -64,32 +66,58 @@ func (s *Store) repairAbandonedChange(ctx context.Context, rangeID uint64) (*kv.
 		return nil, err
 	}
 	defer unlock()
+	desc, _, err := s.settleAbandonedChange(ctx, r, nil)
+	return desc, err
+}
+
+// settleAbandonedChange clears what a membership change that stopped half
+// way left on r (its caller holds r's admin lock and r leads): a joint
+// configuration is left (an empty ConfChangeV2: raft refuses every other
+// change while joint, and a new leader does not leave it on its own, the
+// transition being explicit); a learner on a node in resume is kept and
+// returned in adopted (node → replica ID) so the caller can finish adding
+// it; every other learner is removed (one simple change committed by the
+// current voters, which it does not touch). It returns the descriptor
+// after all that.
+func (s *Store) settleAbandonedChange(ctx context.Context, r *Replica, resume []kv.ReplicaDescriptor) (*kv.RangeDescriptor, map[uint64]uint64, error) {
+	rangeID := r.rangeID
 	joint, err := s.inJointConfig(ctx, rangeID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	desc := r.Descriptor()
+	if desc == nil {
+		return nil, nil, &InvalidChangeError{RangeID: rangeID, Reason: "membership change of an uninitialized replica"}
+	}
 	if joint {
 		if err := r.proposeConfChange(ctx, &raftpb.ConfChangeV2{}, desc, nil); err != nil {
-			return nil, fmt.Errorf("raftgroup: r%d: leave the joint configuration: %w", rangeID, err)
+			return nil, nil, fmt.Errorf("raftgroup: r%d: leave the joint configuration: %w", rangeID, err)
 		}
 		desc = r.Descriptor()
 	}
+	adopted := map[uint64]uint64{}
 	for {
 		var learner *kv.ReplicaDescriptor
 		for i := range desc.Replicas {
-			if desc.Replicas[i].Type == kv.Learner {
-				learner = &desc.Replicas[i]
-				break
+			rd := desc.Replicas[i]
+			if rd.Type != kv.Learner {
+				continue
 			}
+			if containsNode(resume, rd.NodeID) {
+				adopted[rd.NodeID] = rd.ReplicaID
+				continue
+			}
+			learner = &rd
+			break
 		}
 		if learner == nil {
-			return desc, nil
+			return desc, adopted, nil
 		}
 		cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(learner.ReplicaID)}}}
 		if err := r.proposeConfChange(ctx, cc, desc, nil); err != nil {
-			return nil, fmt.Errorf("raftgroup: r%d: remove learner on n%d: %w", rangeID, learner.NodeID, err)
+			return nil, nil, fmt.Errorf("raftgroup: r%d: remove learner on n%d: %w", rangeID, learner.NodeID, err)
 		}
+		desc = r.Descriptor()
 		// Tell the removed learner (best effort, as ChangeReplicas does) so
 		// it deletes its data and leaves a tombstone.
 		if learner.NodeID != s.cfg.NodeID {
@@ -97,6 +125,5 @@ func (s *Store) repairAbandonedChange(ctx context.Context, rangeID uint64) (*kv.
 				Type: raftpb.MsgUnreachable.Enum(), From: new(r.replicaID), To: new(learner.ReplicaID), Index: new(desc.NextReplicaID), Context: removalNoticeContext,
 			}})
 		}
-		desc = r.Descriptor()
 	}
 }

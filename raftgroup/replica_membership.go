@@ -52,13 +52,29 @@ func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, add, remove 
 		return nil, err
 	}
 	defer unlock()
-	desc := r.Descriptor()
-	if err := validateChange(desc, add, remove); err != nil {
+	if r.Descriptor() == nil {
+		return nil, &InvalidChangeError{RangeID: rangeID, Reason: "membership change of an uninitialized replica"}
+	}
+	// What an earlier change left behind: a joint configuration is left,
+	// a learner on a node this change adds is adopted, any other learner is
+	// removed.
+	desc, adopted, err := s.settleAbandonedChange(ctx, r, add)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateChange(desc, add, remove, adopted); err != nil {
 		return nil, err
 	}
 	// 1. Learners.
 	var added []uint64
 	for _, a := range add {
+		if id, ok := adopted[a.NodeID]; ok {
+			added = append(added, id)
+			if err := r.waitCaughtUp(ctx, id); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		id := desc.NextReplicaID
 		learner := kv.ReplicaDescriptor{NodeID: a.NodeID, ReplicaID: id, Type: kv.Learner}
 		cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(id)}}}
@@ -118,12 +134,14 @@ func containsNode(rs []kv.ReplicaDescriptor, nodeID uint64) bool {
 	return false
 }
 
-func validateChange(desc *kv.RangeDescriptor, add, remove []kv.ReplicaDescriptor) error {
+// validateChange checks a change of desc; adopted maps the nodes in add
+// whose learner an abandoned change left in desc to its replica ID.
+func validateChange(desc *kv.RangeDescriptor, add, remove []kv.ReplicaDescriptor, adopted map[uint64]uint64) error {
 	if desc == nil {
 		return &InvalidChangeError{Reason: "membership change of an uninitialized replica"}
 	}
 	for _, rd := range desc.Replicas {
-		if rd.Type == kv.Learner {
+		if _, ok := adopted[rd.NodeID]; rd.Type == kv.Learner && !ok {
 			return &InvalidChangeError{RangeID: desc.RangeID, Reason: "a membership change is already in progress (learner present)"}
 		}
 	}
@@ -133,11 +151,14 @@ func validateChange(desc *kv.RangeDescriptor, add, remove []kv.ReplicaDescriptor
 			return &InvalidChangeError{RangeID: desc.RangeID, Reason: fmt.Sprintf("bad or duplicate node %d to add", a.NodeID)}
 		}
 		seen[a.NodeID] = true
+		if _, ok := adopted[a.NodeID]; ok {
+			continue
+		}
 		if _, ok := desc.Replica(a.NodeID); ok {
 			return &InvalidChangeError{RangeID: desc.RangeID, Reason: fmt.Sprintf("n%d already holds a replica", a.NodeID)}
 		}
 	}
-	voters := len(desc.Replicas) + len(add)
+	voters := len(desc.Replicas) + len(add) - len(adopted)
 	for _, rm := range remove {
 		if seen[rm.NodeID] {
 			return &InvalidChangeError{RangeID: desc.RangeID, Reason: fmt.Sprintf("n%d both added and removed", rm.NodeID)}

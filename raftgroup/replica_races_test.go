@@ -184,3 +184,58 @@ func TestBootstrapRangeIsIdempotent(t *testing.T) {
 	}
 	c.waitConverged(1, []uint64{1, 2, 3}, 10*time.Second)
 }
+
+// A ChangeReplicas that stopped between adding its learner and promoting
+// it does not block the range: the same change run again adopts the
+// learner (same replica ID) and finishes; a different change removes the
+// abandoned learner first.
+func TestChangeReplicasResumesOrRollsBackAbandonedLearner(t *testing.T) {
+	c := newTestCluster(t, 5, nil)
+	c.bootstrap(testDescriptor(1, 1, 2, 3))
+	leader := c.waitLeader(1, 2*time.Second)
+	ctx := testCtx(t, 60*time.Second)
+	s := c.store(leader)
+	if _, err := c.put(ctx, 1, []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	abandon := func(node uint64) *kv.RangeDescriptor {
+		t.Helper()
+		c.net.block(1, node, true)
+		defer c.net.block(1, node, false)
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		if _, err := s.ChangeReplicas(short, 1, []kv.ReplicaDescriptor{{NodeID: node}}, nil); err == nil {
+			t.Fatalf("adding n%d while it is unreachable succeeded", node)
+		}
+		d := s.replica(1).Descriptor()
+		if rd, ok := d.Replica(node); !ok || rd.Type != kv.Learner {
+			t.Fatalf("no abandoned learner on n%d: %v", node, d)
+		}
+		return d
+	}
+
+	// Resume: the same change again.
+	d := abandon(4)
+	learner, _ := d.Replica(4)
+	got, err := s.ChangeReplicas(ctx, 1, []kv.ReplicaDescriptor{{NodeID: 4}}, nil)
+	if err != nil {
+		t.Fatalf("retrying the change: %v", err)
+	}
+	if rd, ok := got.Replica(4); !ok || rd.Type != kv.Voter || rd.ReplicaID != learner.ReplicaID || len(got.Replicas) != 4 {
+		t.Fatalf("after resuming: %v (learner was %v)", got, learner)
+	}
+
+	// Roll back: another change while a learner is left behind.
+	d = abandon(5)
+	got, err = s.ChangeReplicas(ctx, 1, nil, []kv.ReplicaDescriptor{{NodeID: 4}})
+	if err != nil {
+		t.Fatalf("another change after an abandoned learner: %v", err)
+	}
+	if _, ok := got.Replica(5); ok || len(got.Replicas) != 3 || got.NextReplicaID != d.NextReplicaID {
+		t.Fatalf("after rolling back: %v", got)
+	}
+	if _, ok := got.Replica(4); ok {
+		t.Fatalf("n4 not removed: %v", got)
+	}
+	c.waitConverged(1, []uint64{1, 2, 3}, 10*time.Second)
+}
