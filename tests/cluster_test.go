@@ -82,6 +82,53 @@ func TestClusterSQLEndToEnd(t *testing.T) {
 	expectCode(t, db2, 1146, "SELECT * FROM shop.nope")
 	expectCode(t, db2, 1064, "SELEKT 1")
 
+	// Referential actions, each through a different node than the DDL.
+	mustExec(t, db1, "CREATE TABLE shop.notes (id INT PRIMARY KEY, customer INT, FOREIGN KEY (customer) REFERENCES shop.customers(id) ON DELETE CASCADE)")
+	mustExec(t, db1, "CREATE TABLE shop.tickets (id INT PRIMARY KEY, customer INT, FOREIGN KEY (customer) REFERENCES shop.customers(id) ON DELETE SET NULL)")
+	mustExec(t, db2, "INSERT INTO shop.customers VALUES (7, 'gus@example.com')")
+	mustExec(t, db3, "INSERT INTO shop.notes VALUES (1, 7), (2, 7)")
+	mustExec(t, db3, "INSERT INTO shop.tickets VALUES (1, 7)")
+	mustExec(t, db2, "DELETE FROM shop.customers WHERE id = 7")
+	var notes, nullTickets int
+	if err := db1.QueryRowContext(ctx, "SELECT (SELECT COUNT(*) FROM shop.notes), (SELECT COUNT(*) FROM shop.tickets WHERE customer IS NULL)").Scan(&notes, &nullTickets); err != nil {
+		t.Fatal(err)
+	}
+	if notes != 0 || nullTickets != 1 {
+		t.Fatalf("after deleting the parent: %d notes (want 0, CASCADE), %d tickets with NULL customer (want 1, SET NULL)", notes, nullTickets)
+	}
+
+	// A rolled-back transaction leaves nothing behind.
+	tx, err := db2.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO shop.customers VALUES (8, 'ghost@example.com')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO shop.orders (customer, total) VALUES (8, 5)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	var ghosts int
+	if err := db3.QueryRowContext(ctx, "SELECT COUNT(*) FROM shop.customers WHERE id = 8").Scan(&ghosts); err != nil || ghosts != 0 {
+		t.Fatalf("rolled-back customer visible: %d, %v", ghosts, err)
+	}
+
+	// The stock client sees the same data through the third node.
+	if bin, err := exec.LookPath("mysql"); err == nil {
+		host, port, _ := strings.Cut(lc.Node(3).SQLAddr(), ":")
+		out, err := exec.Command(bin, "-h", host, "-P", port, "-u", "root", "--batch", "--skip-column-names",
+			"-e", "SELECT c.email, COUNT(*) FROM shop.customers c JOIN shop.orders o ON o.customer = c.id GROUP BY c.email ORDER BY c.email").CombinedOutput()
+		if err != nil {
+			t.Fatalf("mysql client: %v\n%s", err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != "ann@example.com\t2\nbob@example.com\t1" {
+			t.Fatalf("mysql client join printed %q", got)
+		}
+	}
+
 	res, err := workload.TwoWithdrawals(ctx, db1, db2)
 	if err != nil {
 		t.Fatal(err)
