@@ -114,6 +114,14 @@ func errString(err error) string {
 	return s
 }
 
+// stepErr renders a transaction's error, saying whether COMMIT returned it.
+func stepErr(err error, atCommit bool) string {
+	if err != nil && atCommit {
+		return "at COMMIT: " + errString(err)
+	}
+	return errString(err)
+}
+
 // txnStep runs fn in a transaction and commits; it returns the error and
 // whether it came from the COMMIT itself.
 func txnStep(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) (err error, atCommit bool) {
@@ -276,7 +284,7 @@ func (w *Bank) Worker(ctx context.Context, rec *Recorder, process int, clients [
 			return nil
 		})
 		cancel()
-		op.Complete, op.Err = rec.Now(), errString(err)
+		op.Complete, op.Err = rec.Now(), stepErr(err, atCommit)
 		op.Outcome = outcomeOf(err, !atCommit)
 		rec.Add(op)
 		if err != nil {
@@ -592,7 +600,7 @@ func (w *ListAppend) Worker(ctx context.Context, rec *Recorder, process int, cli
 		})
 		cancel()
 		op.Mops = mops
-		op.Complete, op.Outcome, op.Err = rec.Now(), outcomeOf(err, !atCommit), errString(err)
+		op.Complete, op.Outcome, op.Err = rec.Now(), outcomeOf(err, !atCommit), stepErr(err, atCommit)
 		rec.Add(op)
 		if err != nil {
 			waitBackoff(ctx, rng)
@@ -716,7 +724,7 @@ func (w *Withdrawals) Worker(ctx context.Context, rec *Recorder, process int, cl
 						_, err := tx.ExecContext(wctx, "UPDATE wallet SET eur = ? WHERE id = ?", bal-10, id)
 						return err
 					})
-					op.Outcome, op.Err = outcomeOf(err, !atCommit), errString(err)
+					op.Outcome, op.Err = outcomeOf(err, !atCommit), stepErr(err, atCommit)
 					if op.Outcome == checker.Fail && definiteFailure(err) && wctx.Err() == nil && attempt < 20 {
 						continue // a serialization failure: try again, as an application would
 					}
