@@ -120,3 +120,39 @@ func BenchmarkPrewriteCommit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPrewriteCommitReusedKeys prewrites and commits 2 keys per
+// transaction cycling over 1000 keys, as txn's BenchmarkCommit2PCTwoRanges
+// does: every commit deletes a lock, so the lock family fills with deletion
+// tombstones around the keys being looked up. A lock lookup must stay
+// independent of how many there are.
+func BenchmarkPrewriteCommitReusedKeys(b *testing.B) {
+	e := openBenchEngine(b)
+	desc := benchDesc()
+	value := make([]byte, 100)
+	const distinct = 1000
+	keys := make([][]byte, 2)
+	muts := make([]Mutation, 2)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range keys {
+			keys[j] = benchKey(j*distinct + i%distinct)
+			muts[j] = Mutation{Op: OpPut, Key: keys[j], Value: value}
+		}
+		start := Timestamp(10 + 2*i)
+		for _, req := range []*Request{
+			{Prewrite: &PrewriteRequest{Mutations: muts, Primary: keys[0], StartTS: start, LockTTL: 3000}},
+			{Commit: &CommitRequest{Keys: keys, StartTS: start, CommitTS: start + 1}},
+		} {
+			batch := e.NewBatch()
+			if _, err := Evaluate(batch, desc, req); err != nil {
+				b.Fatal(err)
+			}
+			if err := e.Commit(batch, false); err != nil {
+				b.Fatal(err)
+			}
+			_ = batch.Close()
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 // lookups (a lock, a record, a key's history, a data version) share one
 // lazily created iterator over all three families: a request touching many
 // keys pays for one iterator, and seeks in key order reuse its position.
+// Exact-key lookups (getExact) seek in prefix mode so that deletion
+// tombstones of other keys are never stepped over.
 type mvccReader struct {
 	r      Reader
 	it     *pebble.Iterator
@@ -46,12 +48,21 @@ func (m *mvccReader) iter() (*pebble.Iterator, error) {
 
 // getExact returns the value of the pebble key, valid until the next use of
 // the iterator. found tells absence apart from an empty value.
+//
+// It seeks in prefix mode: with pebble's default comparer the prefix of a key
+// is the whole key, so the seek looks at the versions of that key only. A
+// plain SeekGE on an absent (deleted) key walks on to the next live key,
+// through every deletion tombstone in between: every committed or rolled
+// back lock leaves one in the lock family until compaction drops it, and
+// under write load the memtable holds thousands, which made each prewrite's
+// lock lookup linear in them. The equality check keeps this correct for any
+// comparer. The next positioning call (SeekGE, First, …) leaves prefix mode.
 func (m *mvccReader) getExact(key []byte) (value []byte, found bool, err error) {
 	it, err := m.iter()
 	if err != nil {
 		return nil, false, err
 	}
-	if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
+	if it.SeekPrefixGE(key) && bytes.Equal(it.Key(), key) {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return nil, false, fmt.Errorf("kv: read %x: %w", key, err)
