@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -136,14 +137,47 @@ func (r *Replica) executeWrite(ctx context.Context, req *kv.Request) (*kv.Respon
 		return nil, err
 	}
 	p := newProposal(r.store.nextProposalID())
+	var requestedCommitTS kv.Timestamp
 	if req.OnePhaseCommit != nil {
+		requestedCommitTS = req.OnePhaseCommit.CommitTS
 		var err error
 		if req, err = r.prepareOnePhaseCommit(ctx, req, p); err != nil {
 			return nil, err
 		}
 	}
 	p.data = encodeEnvelope(kindKV, p.id, req.Marshal())
-	return r.propose(ctx, p)
+	resp, err := r.propose(ctx, p)
+	if err == nil && resp != nil && resp.OnePhaseCommit != nil && resp.OnePhaseCommit.CommitTS > requestedCommitTS {
+		if werr := r.commitWait(ctx, resp.OnePhaseCommit.CommitTS); werr != nil {
+			return nil, werr
+		}
+	}
+	return resp, err
+}
+
+// commitWait returns once the clock (the timestamp oracle) has handed out a
+// timestamp at or above commitTS. A 1PC whose commit timestamp the leader
+// raised above the one the client took (above max_read_ts) may be ahead of
+// the oracle; answering before the oracle passes it would let a read that
+// starts after this commit returned take a smaller timestamp and miss the
+// write. The oracle's timestamps are far denser than these bumps, so this
+// is one clock call in practice. The write is already durable: a clock
+// failure makes the outcome ambiguous to the caller, not lost.
+func (r *Replica) commitWait(ctx context.Context, commitTS kv.Timestamp) error {
+	for {
+		now := r.store.cfg.Clock()
+		if now >= commitTS {
+			return nil
+		}
+		if now == 0 || ctx.Err() != nil {
+			return &kv.RangeUnavailableError{RangeID: r.rangeID,
+				Reason: fmt.Sprintf("committed at %d but the clock could not be read past it (outcome known to the range, not to the caller)", commitTS)}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // propose hands p to the owner worker and waits for its outcome.
