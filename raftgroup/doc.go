@@ -44,7 +44,10 @@
 //   - Apply is deterministic: kv.Evaluate plus this package's split and
 //     membership commands, with the descriptor in force at apply; the
 //     descriptor and applied state are written in the same batch as the
-//     state change.
+//     state change. A membership change's descriptor is derived from the
+//     descriptor in force at apply and the ConfChangeV2's own changes,
+//     never taken from the proposal, and a split is refused while a learner
+//     is present or the configuration is joint.
 //   - A proposal is answered once: with its apply result, with
 //     *kv.ProposalDroppedError when another entry took its log index (it can
 //     never apply), or with *kv.RangeUnavailableError when the bounded wait

@@ -23,8 +23,14 @@ import (
 //     replicas in remove (ConfChangeTransitionJointExplicit);
 //  3. an empty ConfChangeV2 leaves the joint configuration.
 //
-// Removed replicas delete their data and leave a tombstone. Only one change
-// runs at a time per range (raft refuses a second pending one, reported as
+// Before step 1 it settles what an abandoned change left: it leaves a joint
+// configuration, keeps a learner on a node in add (and finishes adding it)
+// and removes any other learner. Each step's descriptor is derived at apply
+// from the descriptor then in force (deriveChangedDescriptor), so a split
+// committed in between is kept. Removed replicas delete their data and leave
+// a tombstone. Only one change runs at a time per range: a split, change or
+// repair of the range already running on this node makes it fail with
+// *InvalidChangeError, and raft refuses a second pending one (reported as
 // *kv.ProposalDroppedError). It returns the final descriptor.
 func (s *Store) ChangeReplicas(ctx context.Context, rangeID uint64, add, remove []kv.ReplicaDescriptor) (*kv.RangeDescriptor, error) {
 	if !s.enter() {

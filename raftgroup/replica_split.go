@@ -16,7 +16,11 @@ import (
 // [start, splitKey), a new range newRangeID takes [splitKey, end) on the
 // same replicas. It must be called on the left range's leader (otherwise
 // *kv.NotLeaderError). It returns the left and right descriptors once the
-// split applied here; the right range then campaigns from this node.
+// split applied here and the right replica exists and is initialized here;
+// the right range then campaigns from this node. A split is refused
+// (*InvalidChangeError) while a membership change of the range is in
+// progress: a learner present or a joint configuration at apply, or a
+// change running on this node at propose time.
 func (s *Store) SplitRange(ctx context.Context, rangeID uint64, splitKey []byte, newRangeID uint64) (left, right *kv.RangeDescriptor, err error) {
 	if !s.enter() {
 		return nil, nil, ErrStoreStopped
