@@ -239,3 +239,59 @@ func TestChangeReplicasResumesOrRollsBackAbandonedLearner(t *testing.T) {
 	}
 	c.waitConverged(1, []uint64{1, 2, 3}, 10*time.Second)
 }
+
+// deriveChangedDescriptor follows the ConfChangeV2's own changes on the
+// current descriptor, for both command encodings, and a command decodes
+// back as encoded (truncations are errors, not panics).
+func TestDeriveChangedDescriptor(t *testing.T) {
+	cur := &kv.RangeDescriptor{RangeID: 1, StartKey: []byte("a"), EndKey: []byte("m"), Generation: 5, NextReplicaID: 4,
+		Replicas: []kv.ReplicaDescriptor{{NodeID: 1, ReplicaID: 1}, {NodeID: 2, ReplicaID: 2}, {NodeID: 3, ReplicaID: 3}}}
+	// Computed before a split: the stale span must not come back.
+	cmd := changeReplicasCommand{BaseGeneration: 4, StartKey: []byte("a"), EndKey: []byte("z"),
+		Added: []kv.ReplicaDescriptor{{NodeID: 9, ReplicaID: 4, Type: kv.Learner}}}
+	add := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(uint64(4))}}}
+	d := deriveChangedDescriptor(cur, add, cmd)
+	if !bytes.Equal(d.EndKey, []byte("m")) || d.Generation != 6 || d.NextReplicaID != 5 || len(d.Replicas) != 4 {
+		t.Fatalf("add learner: %v", d)
+	}
+	if rd, ok := d.Replica(9); !ok || rd.ReplicaID != 4 || rd.Type != kv.Learner {
+		t.Fatalf("learner: %v", d)
+	}
+	joint := &raftpb.ConfChangeV2{Transition: raftpb.ConfChangeTransitionJointExplicit.Enum(), Changes: []*raftpb.ConfChangeSingle{
+		{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(uint64(4))},
+		{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(uint64(2))},
+	}}
+	d = deriveChangedDescriptor(d, joint, changeReplicasCommand{})
+	if _, ok := d.Replica(2); ok || len(d.Replicas) != 3 || d.Generation != 7 {
+		t.Fatalf("joint: %v", d)
+	}
+	if rd, _ := d.Replica(9); rd.Type != kv.Voter {
+		t.Fatalf("promotion: %v", d)
+	}
+	if cur.Generation != 5 || len(cur.Replicas) != 3 {
+		t.Fatalf("the current descriptor was mutated: %v", cur)
+	}
+
+	got, err := decodeChangeReplicasCommand(cmd.encode())
+	if err != nil || got.BaseGeneration != 4 || !bytes.Equal(got.EndKey, []byte("z")) || len(got.Added) != 1 || got.Added[0] != cmd.Added[0] {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	enc := cmd.encode()
+	for i := 0; i < len(enc); i++ {
+		if _, err := decodeChangeReplicasCommand(enc[:i]); err == nil {
+			t.Fatalf("truncated command of %d bytes decoded", i)
+		}
+	}
+	// The older encoding (the proposer's expected descriptor) names the
+	// added replicas' nodes the same way.
+	old := cur.Clone()
+	old.EndKey, old.Generation = []byte("z"), 5
+	old.Replicas = append(old.Replicas, kv.ReplicaDescriptor{NodeID: 9, ReplicaID: 4, Type: kv.Learner})
+	v1, err := decodeChangeReplicasPayload(kindChangeReplicas, old.Marshal())
+	if err != nil || v1.BaseGeneration != 4 {
+		t.Fatalf("old encoding: %+v %v", v1, err)
+	}
+	if d := deriveChangedDescriptor(cur, add, v1); !bytes.Equal(d.EndKey, []byte("m")) || len(d.Replicas) != 4 {
+		t.Fatalf("old encoding applied: %v", d)
+	}
+}
