@@ -32,6 +32,7 @@ func (n *Node) httpHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(&nodeCollector{n: n})
+	reg.MustRegister(n.sqlMetrics.collectors()...)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
@@ -234,10 +235,11 @@ var (
 	descSnapApply = prometheus.NewDesc("quorumdb_raft_snapshots_applied_total", "Raft snapshots applied.", nil, nil)
 	descDropped   = prometheus.NewDesc("quorumdb_raft_messages_dropped_total", "Incoming Raft messages dropped on a full inbox.", nil, nil)
 	descReady     = prometheus.NewDesc("quorumdb_node_ready", "1 when the node can serve SQL.", nil, nil)
+	descTxns      = prometheus.NewDesc("quorumdb_txn_total", "Transactions coordinated by this node, by outcome (commit, read_only_commit, abort = retryable conflict, failure, rollback).", []string{"outcome"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProposals, descCommits, descApplies, descReads, descFsync, descLeaders, descReplicas, descQuiesced, descSnapSent, descSnapApply, descDropped, descReady} {
+	for _, d := range []*prometheus.Desc{descProposals, descCommits, descApplies, descReads, descFsync, descLeaders, descReplicas, descQuiesced, descSnapSent, descSnapApply, descDropped, descReady, descTxns} {
 		ch <- d
 	}
 }
@@ -265,6 +267,13 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	gauge(descReady, ready)
+	ts := c.n.db.Stats()
+	for _, o := range []struct {
+		outcome string
+		v       uint64
+	}{{"commit", ts.Commits}, {"read_only_commit", ts.ReadOnlyCommits}, {"abort", ts.Aborts}, {"failure", ts.Failures}, {"rollback", ts.Rollbacks}} {
+		ch <- prometheus.MustNewConstMetric(descTxns, prometheus.CounterValue, float64(o.v), o.outcome)
+	}
 
 	// The store's histogram has power-of-two microsecond buckets: bucket i
 	// holds [2^(i-1), 2^i) µs.

@@ -134,11 +134,13 @@ type Node struct {
 	admin     *raftgroup.AdminClient
 	placement *raftgroup.PlacementDriver
 	gc        gcState
-	router    *txn.Router
-	db        *txn.DB
-	sql       *qsql.Server
-	httpLn    net.Listener
-	http      *http.Server
+	// sqlMetrics counts statements and connections for /metrics.
+	sqlMetrics *sqlMetrics
+	router     *txn.Router
+	db         *txn.DB
+	sql        *qsql.Server
+	httpLn     net.Listener
+	http       *http.Server
 
 	// unreachable lets the transport, built before the store, tell the
 	// store about peers it cannot reach.
@@ -157,7 +159,7 @@ type Node struct {
 // foreign, etcd unreachable) after undoing what it started.
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger}
+	n := &Node{cfg: cfg, log: cfg.Logger, sqlMetrics: newSQLMetrics()}
 	bgCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	defer func() {
@@ -343,6 +345,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		NodeID:       n.id,
 		Logger:       n.log,
 		ClusterInfo:  clusterInfo{n: n},
+		Events:       n.sqlMetrics,
 		RootPassword: cfg.RootPassword,
 	})
 	if err != nil {

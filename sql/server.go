@@ -49,6 +49,9 @@ type Config struct {
 	// trip (default 256).
 	ScanBatchSize int
 	// Knobs are testing hooks.
+	// Events, when set, is told of every client connection and statement
+	// (the node exports them as metrics).
+	Events server.ServerEventListener
 	// ClusterInfo, when set, backs the read-only system database quorumdb
 	// (tables nodes and ranges).
 	ClusterInfo ClusterInfo
@@ -113,7 +116,7 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Listener != nil {
 		scfg.Address = cfg.Listener.Addr().String()
 	}
-	gsrv, err := server.NewServerWithHandler(scfg, s.engine, gms.NewContext, s.newSession, nil,
+	gsrv, err := server.NewServerWithHandler(scfg, s.engine, gms.NewContext, s.newSession, cfg.Events,
 		func(h mysql.Handler) (mysql.Handler, error) { return &handler{Handler: h, srv: s}, nil })
 	if err != nil {
 		return nil, fmt.Errorf("qsql: start mysql listener: %w", err)

@@ -102,6 +102,10 @@ func TestMetricsEndpointSeries(t *testing.T) {
 		"quorumdb_ranges_led",
 		"quorumdb_replicas",
 		"quorumdb_node_ready 1",
+		`quorumdb_sql_statements_total{result="ok"}`,
+		"quorumdb_sql_statement_seconds_bucket",
+		"quorumdb_sql_connections",
+		`quorumdb_txn_total{outcome="commit"}`,
 		"go_goroutines",
 	} {
 		if !strings.Contains(string(body), series) {

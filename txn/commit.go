@@ -41,8 +41,23 @@ func (t *Txn) Commit(ctx context.Context) error {
 		t.state = txnCommitted
 		t.commitTS = t.startTS
 		t.mu.Unlock()
+		t.db.stats.readOnlyCommits.Add(1)
 		return nil
 	}
+	err := t.commitWrites(ctx, muts, reads)
+	switch {
+	case err == nil:
+		t.db.stats.commits.Add(1)
+	case IsRetryable(err):
+		t.db.stats.aborts.Add(1)
+	default:
+		t.db.stats.failures.Add(1)
+	}
+	return err
+}
+
+// commitWrites commits a transaction that has buffered writes.
+func (t *Txn) commitWrites(ctx context.Context, muts []kv.Mutation, reads []kv.Span) error {
 	startTS, err := t.ensureStartTS(ctx)
 	if err != nil {
 		t.setState(txnFailed)
@@ -67,6 +82,7 @@ func (t *Txn) Rollback(ctx context.Context) error {
 	defer t.mu.Unlock()
 	switch t.state {
 	case txnOpen:
+		t.db.stats.rollbacks.Add(1)
 		t.state = txnRolledBack
 		t.buf = nil
 		defer t.db.unregister(t)

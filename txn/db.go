@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumdb/quorumdb/kv"
@@ -101,6 +102,8 @@ type TxnOptions struct {
 // DB begins transactions over a cluster (or one local store). It is safe
 // for concurrent use; Close stops its background work.
 type DB struct {
+	stats txnCounters
+
 	cfg    DBConfig
 	sender RangeSender
 	clock  TimestampSource
@@ -306,4 +309,29 @@ func (db *DB) goBackground(fn func(ctx context.Context)) {
 		defer func() { <-db.resolveq }()
 		fn(db.bg)
 	}()
+}
+
+// txnCounters count transaction outcomes for Stats.
+type txnCounters struct {
+	commits, readOnlyCommits, aborts, failures, rollbacks atomic.Uint64
+}
+
+// Stats counts the outcomes of this DB's transactions since it was created.
+type Stats struct {
+	// Commits of transactions that wrote, and of read-only ones.
+	Commits, ReadOnlyCommits uint64
+	// Aborts are commits that failed with a retryable conflict (1213);
+	// Failures any other failed commit; Rollbacks explicit rollbacks.
+	Aborts, Failures, Rollbacks uint64
+}
+
+// Stats returns the transaction counters.
+func (db *DB) Stats() Stats {
+	return Stats{
+		Commits:         db.stats.commits.Load(),
+		ReadOnlyCommits: db.stats.readOnlyCommits.Load(),
+		Aborts:          db.stats.aborts.Load(),
+		Failures:        db.stats.failures.Load(),
+		Rollbacks:       db.stats.rollbacks.Load(),
+	}
 }
