@@ -144,7 +144,9 @@ func (n *Node) gcLead(ctx context.Context, lost <-chan struct{}) {
 }
 
 func (n *Node) gcRound(ctx context.Context) (txn.GCStats, kv.Timestamp, error) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.GC.Interval)
+	// A round may take longer than the interval between rounds (many
+	// ranges, a loaded machine); the next round simply starts later.
+	ctx, cancel := context.WithTimeout(ctx, max(n.cfg.GC.Interval, 30*time.Second))
 	defer cancel()
 	// Report this node's own floor first, so the safepoint below covers
 	// transactions that began since the last report.
