@@ -403,11 +403,12 @@ func (m *refModel) eval(desc *RangeDescriptor, req *Request) (*Response, error) 
 		var todo []Mutation
 		for _, mu := range o.Mutations {
 			k := string(mu.Key)
+			if ts := m.committedAt(k, o.StartTS); ts != 0 {
+				// A replay: the transaction is already committed at ts.
+				return &Response{OnePhaseCommit: &OnePhaseCommitResponse{CommitTS: ts}}, nil
+			}
 			if l, ok := m.locks[k]; ok {
 				return nil, m.lockedErr(k, l)
-			}
-			if m.committedAt(k, o.StartTS) != 0 {
-				continue
 			}
 			if m.rolledBack(k, o.StartTS) {
 				return nil, aborted(mu.Key, o.StartTS)

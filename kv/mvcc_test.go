@@ -754,3 +754,30 @@ func (m *mvccReader) stepsTaken() int {
 	s := m.it.Stats()
 	return s.ForwardStepCount[pebble.InternalIterCall]
 }
+
+// TestOnePhaseCommitReplayAfterLaterWrite: a 1PC applies at 20; its answer
+// is lost; another transaction then writes a key the 1PC read; the router
+// resends the 1PC (a new leader fixes commit_ts 40). The replay must report
+// the commit at 20, not validate again over (10, 40] and fail with a
+// serialization error for a transaction that committed.
+func TestOnePhaseCommitReplayAfterLaterWrite(t *testing.T) {
+	h := newHarness(t)
+	req := func(commitTS Timestamp) *Request {
+		return &Request{OnePhaseCommit: &OnePhaseCommitRequest{Mutations: []Mutation{put("c", "1")},
+			ReadSpans: []Span{{Key: []byte("r")}}, StartTS: 10, CommitTS: commitTS}}
+	}
+	if _, err := h.eval(req(20)); err != nil {
+		t.Fatal(err)
+	}
+	h.put("r", "later", 25, 30)
+	resp, err := h.eval(req(40))
+	if err != nil {
+		t.Fatalf("replay of a committed 1PC: %v", err)
+	}
+	if resp.OnePhaseCommit.CommitTS != 20 {
+		t.Fatalf("replay reported commit_ts %d, want the original 20", resp.OnePhaseCommit.CommitTS)
+	}
+	if v, found, err := h.get("c", 35); err != nil || !found || v != "1" {
+		t.Fatalf("c at 35: %q %v %v", v, found, err)
+	}
+}

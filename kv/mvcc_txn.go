@@ -275,6 +275,20 @@ func onePhaseCommit(m *mvccReader, ws *writeSet, req *OnePhaseCommitRequest) (*O
 	}
 	plans := make([]keyPlan, len(req.Mutations))
 	for i, mu := range req.Mutations {
+		h, err := m.history(mu.Key, req.StartTS)
+		if err != nil {
+			return nil, err
+		}
+		if h.committedAt != 0 {
+			// A replay: an earlier attempt of this 1PC applied (its answer
+			// was lost and the router sent it again, maybe to a new leader
+			// that fixed a later commit_ts). A 1PC writes all its records in
+			// one batch, so the transaction is committed at that attempt's
+			// timestamp. Validating again over the new, wider window could
+			// report a conflict with a write that came after the real
+			// commit and turn a committed transaction into a 1213.
+			return &OnePhaseCommitResponse{CommitTS: h.committedAt}, nil
+		}
 		l, err := m.getLock(mu.Key)
 		if err != nil {
 			return nil, err
@@ -282,14 +296,7 @@ func onePhaseCommit(m *mvccReader, ws *writeSet, req *OnePhaseCommitRequest) (*O
 		if l != nil {
 			return nil, lockedError(mu.Key, l)
 		}
-		h, err := m.history(mu.Key, req.StartTS)
-		if err != nil {
-			return nil, err
-		}
 		switch {
-		case h.committedAt != 0:
-			plans[i].skip = true
-			continue
 		case h.rolledBack:
 			return nil, &TxnAbortedError{Key: mu.Key, StartTS: req.StartTS, Reason: "rolled back before commit"}
 		case h.conflict != nil:
