@@ -160,12 +160,17 @@ func (n *Node) ClusterRanges(ctx context.Context) ([]RangeStatus, error) {
 }
 
 var adminPage = template.Must(template.New("admin").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>QuorumDB {{.Name}}</title>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2"><title>QuorumDB {{.Name}}</title>
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.down{color:#b00}</style>
 </head><body>
 <h1>QuorumDB node {{.Name}} (ID {{.ID}})</h1>
 <p>SQL <code>mysql -h {{.SQLHost}} -P {{.SQLPort}} -u root</code> · RPC {{.RPCAddr}} · <a href="/metrics">metrics</a> · <a href="/api/nodes">nodes JSON</a> · <a href="/api/ranges">ranges JSON</a></p>
-<p>Ready: {{if .ReadyErr}}<span class="down">no ({{.ReadyErr}})</span>{{else}}yes{{end}}</p>
+<p>Ready: {{if .ReadyErr}}<span class="down">no ({{.ReadyErr}})</span>{{else}}yes{{end}} · this page refreshes every 2 s</p>
+<h2>Live rates (this node, last 5 s)</h2>
+<table id="rates"><tr><th>SQL statements/s</th><td>{{printf "%.1f" .Rates.StatementsPerSec}}</td></tr>
+<tr><th>transactions committed/s</th><td>{{printf "%.1f" .Rates.CommitsPerSec}}</td></tr>
+<tr><th>serialization aborts/s</th><td>{{printf "%.1f" .Rates.AbortsPerSec}}</td></tr>
+<tr><th>Raft proposals/s</th><td>{{printf "%.1f" .Rates.ProposalsPerSec}}</td></tr></table>
 <h2>Nodes</h2>
 {{if .NodesErr}}<p class="down">{{.NodesErr}}</p>{{end}}
 <table id="nodes"><tr><th>ID</th><th>name</th><th>SQL</th><th>RPC</th><th>HTTP</th><th>live</th></tr>
@@ -193,7 +198,8 @@ func (n *Node) serveAdminPage(w http.ResponseWriter, r *http.Request) {
 		Nodes                           []NodeStatus
 		Ranges                          []RangeStatus
 		Store                           []kvRow
-	}{Name: n.cfg.Name, ID: n.id, RPCAddr: n.RPCAddr()}
+		Rates                           Rates
+	}{Name: n.cfg.Name, ID: n.id, RPCAddr: n.RPCAddr(), Rates: n.Rates()}
 	if host, port, err := splitHostPort(n.SQLAddr()); err == nil {
 		data.SQLHost, data.SQLPort = host, port
 	}

@@ -136,6 +136,7 @@ type Node struct {
 	gc        gcState
 	// sqlMetrics counts statements and connections for /metrics.
 	sqlMetrics *sqlMetrics
+	rates      rateTracker
 	router     *txn.Router
 	db         *txn.DB
 	sql        *qsql.Server
@@ -359,6 +360,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.trackRates(bgCtx)
+	}()
 	n.http = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 	n.bg.Add(1)
 	go func() {

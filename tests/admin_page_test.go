@@ -61,6 +61,13 @@ func TestAdminPageInHeadlessChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ratesTable, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("rates")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ratesTable, "SQL statements/s") || !strings.Contains(ratesTable, "Raft proposals/s") {
+		t.Fatalf("live rates table: %q", ratesTable)
+	}
 	if !strings.Contains(title, "QuorumDB") {
 		t.Fatalf("page title %q", title)
 	}
