@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/quorumdb/quorumdb/cluster"
 	"github.com/quorumdb/quorumdb/kv"
@@ -248,7 +249,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: TSO server: %w", err)
 	}
-	n.tso = cluster.NewTSOClient(n.client, cluster.TSOClientConfig{})
+	tsoCfg := cluster.TSOClientConfig{}
+	if cfg.Knobs.Faults != nil {
+		tsoCfg.DialOptions = []grpc.DialOption{
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithUnaryInterceptor(n.tsoFaultInterceptor),
+		}
+	}
+	n.tso = cluster.NewTSOClient(n.client, tsoCfg)
 
 	n.trans = raftgroup.NewGRPCTransport(raftgroup.GRPCTransportConfig{
 		NodeID:   n.id,
@@ -302,10 +310,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: register in etcd: %w", err)
 	}
-	n.bg.Add(1)
+	n.bg.Add(2)
 	go func() {
 		defer n.bg.Done()
 		_ = n.tsoSrv.Run(bgCtx)
+	}()
+	go func() {
+		defer n.bg.Done()
+		n.guardTSOLeadership(bgCtx)
 	}()
 
 	if err := n.bootstrapIfFirst(ctx); err != nil {

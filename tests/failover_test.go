@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumdb/quorumdb/cluster"
 	"github.com/quorumdb/quorumdb/kv"
 	"github.com/quorumdb/quorumdb/node"
 	"github.com/quorumdb/quorumdb/node/workload"
+	"github.com/quorumdb/quorumdb/raftgroup"
 )
 
 // startReplicatedCluster starts n nodes whose placement driver replicates
@@ -219,4 +221,63 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestIsolatedTSOLeaderHandsOver cuts the timestamp oracle's leader off
+// from the other nodes (not from etcd, so it keeps its lease): the node
+// notices through Raft that it is alone and hands the oracle on, so the
+// majority side commits again (a chaos suite finding).
+func TestIsolatedTSOLeaderHandsOver(t *testing.T) {
+	faults := raftgroup.NewFaultInjector(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lc, err := node.StartLocalCluster(ctx, node.LocalClusterConfig{
+		Nodes:   3,
+		DataDir: t.TempDir(),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Template: node.Config{
+			LivenessTTL:      2 * time.Second,
+			RaftTickInterval: 20 * time.Millisecond,
+			RequestTimeout:   5 * time.Second,
+			Placement:        node.PlacementConfig{Interval: 100 * time.Millisecond},
+			Knobs:            node.Knobs{Faults: faults},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Stop(context.Background())
+	waitRanges(t, lc, "every range has 3 voters", func(ranges []node.RangeStatus, live map[uint64]bool) bool {
+		return allRangesOn(ranges, live, 3)
+	})
+	addr, err := lc.Node(1).Cluster().Leader(ctx, cluster.ElectionTSO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := 0
+	for i := 1; i <= 3; i++ {
+		if lc.Node(i).RPCAddr() == addr {
+			victim = i
+		}
+	}
+	if victim == 0 {
+		t.Fatalf("TSO leader %q is no node's RPC address", addr)
+	}
+	other := victim%3 + 1
+	db := sqlTo(t, lc, other, "")
+	mustExec(t, db, "CREATE DATABASE tso")
+	mustExec(t, db, "CREATE TABLE tso.t (id INT PRIMARY KEY)")
+
+	faults.Isolate(lc.Node(victim).ID())
+	cut := time.Now()
+	id := 0
+	waitUntil(t, "a commit through the majority after isolating the TSO leader", 60*time.Second, func() bool {
+		id++
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer wcancel()
+		_, err := db.ExecContext(wctx, "INSERT INTO tso.t VALUES (?)", id)
+		return err == nil
+	})
+	t.Logf("first commit through node %d %v after isolating node %d (TSO leader)", other, time.Since(cut), victim)
+	faults.Heal()
 }
