@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/quorumdb/quorumdb/cluster"
+	"github.com/quorumdb/quorumdb/raftgroup"
 )
 
 // ListRanges lists the ranges of c's cluster directory, in key order, and asks every live
@@ -85,4 +87,73 @@ func fetchRanges(ctx context.Context, hc *http.Client, addr string) ([]RangeStat
 		return nil, fmt.Errorf("decode %s/api/ranges: %w", addr, err)
 	}
 	return out, nil
+}
+
+// RangeLoad is what a range's leader reports about its size and load.
+type RangeLoad struct {
+	// SizeBytes is the logical size of the range's MVCC data.
+	SizeBytes uint64 `json:"size_bytes"`
+	// AppliesPerSec is the rate of Raft commands the range applied (its
+	// write load) over the sample.
+	AppliesPerSec float64 `json:"applies_per_sec"`
+}
+
+// ListRangeLoad asks every live node's admin service for the ranges it
+// leads, twice, sample apart, and returns each range's size and apply rate.
+func ListRangeLoad(ctx context.Context, c *cluster.Client, sample time.Duration) (map[uint64]RangeLoad, error) {
+	book, err := c.NewAddressBook(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer book.Close()
+	admin := raftgroup.NewAdminClient(book.NodeAddress)
+	defer admin.Close()
+	nodes, err := c.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	poll := func() map[uint64]raftgroup.RangeStats {
+		var mu sync.Mutex
+		out := map[uint64]raftgroup.RangeStats{}
+		var wg sync.WaitGroup
+		for _, ni := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				stats, err := admin.RangeStats(sctx, ni.ID, math.MaxUint64)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, s := range stats {
+					if s.IsLeader {
+						out[s.RangeID] = s
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return out
+	}
+	first := poll()
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(sample):
+	}
+	second := poll()
+	elapsed := time.Since(start).Seconds()
+	load := make(map[uint64]RangeLoad, len(second))
+	for id, s := range second {
+		l := RangeLoad{SizeBytes: s.Bytes}
+		if f, ok := first[id]; ok && s.Applied >= f.Applied && elapsed > 0 {
+			l.AppliesPerSec = float64(s.Applied-f.Applied) / elapsed
+		}
+		load[id] = l
+	}
+	return load, nil
 }

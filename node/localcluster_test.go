@@ -89,6 +89,20 @@ func TestListNodesAndRanges(t *testing.T) {
 		}
 	}
 
+	// The leader reports the range's size and apply rate.
+	if err := lc.Node(1).DB().Run(ctx, txn.TxnOptions{}, func(ctx context.Context, tx *txn.Txn) error {
+		return tx.Put(ctx, []byte("load/k"), []byte("some bytes"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	load, err := ListRangeLoad(ctx, c, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := load[firstRangeID]; !ok || l.SizeBytes == 0 {
+		t.Fatalf("load of range 1: %+v (reported %v)", l, ok)
+	}
+
 	// A clean stop revokes the liveness lease at once.
 	if err := lc.StopNode(ctx, 2); err != nil {
 		t.Fatal(err)

@@ -73,9 +73,10 @@ func newNodeCommand() *cobra.Command {
 
 func newRangesCommand() *cobra.Command {
 	var f clusterFlags
+	var sample time.Duration
 	cmd := &cobra.Command{
 		Use:   "ranges",
-		Short: "List the cluster's ranges: span, replicas and leader",
+		Short: "List the cluster's ranges: span, replicas, leader, size and apply rate",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := f.connect(cmd.Context())
@@ -87,11 +88,23 @@ func newRangesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			load, err := node.ListRangeLoad(cmd.Context(), c, sample)
+			if err != nil {
+				return err
+			}
 			if f.format == "json" {
-				return writeJSONTo(cmd.OutOrStdout(), ranges)
+				type row struct {
+					node.RangeStatus
+					node.RangeLoad
+				}
+				rows := make([]row, 0, len(ranges))
+				for _, r := range ranges {
+					rows = append(rows, row{r, load[r.RangeID]})
+				}
+				return writeJSONTo(cmd.OutOrStdout(), rows)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RANGE\tSTART\tEND\tGEN\tREPLICAS\tLEADER")
+			fmt.Fprintln(tw, "RANGE\tSTART\tEND\tGEN\tREPLICAS\tLEADER\tSIZE\tAPPLIES/S")
 			for _, r := range ranges {
 				reps := make([]string, 0, len(r.Replicas))
 				for _, rep := range r.Replicas {
@@ -105,12 +118,17 @@ func newRangesCommand() *cobra.Command {
 				if r.Leader != 0 {
 					leader = fmt.Sprintf("n%d", r.Leader)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", r.RangeID, r.StartKey, r.EndKey, r.Generation, strings.Join(reps, ","), leader)
+				size, rate := "?", "?"
+				if l, ok := load[r.RangeID]; ok {
+					size, rate = fmt.Sprintf("%d", l.SizeBytes), fmt.Sprintf("%.1f", l.AppliesPerSec)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.RangeID, r.StartKey, r.EndKey, r.Generation, strings.Join(reps, ","), leader, size, rate)
 			}
 			return tw.Flush()
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().DurationVar(&sample, "sample", time.Second, "how long to measure each range's apply rate")
 	return cmd
 }
 
