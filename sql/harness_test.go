@@ -15,6 +15,7 @@ import (
 
 	"github.com/quorumdb/quorumdb/kv"
 	"github.com/quorumdb/quorumdb/raftgroup"
+	"github.com/quorumdb/quorumdb/raftgroup/raftgrouptest"
 	"github.com/quorumdb/quorumdb/txn"
 )
 
@@ -32,44 +33,16 @@ type memStore struct {
 	clock *txn.LocalClock
 }
 
-// noPeers is the transport of a store whose ranges all have a single voter:
-// there is never anyone to send to.
-type noPeers struct{}
-
-func (noPeers) Send(*raftgroup.RaftMessage) bool { return false }
-func (noPeers) SendSnapshot(context.Context, *raftgroup.RaftMessage, raftgroup.SnapshotSource) error {
-	return errors.New("single-node test store has no peers")
-}
-
 // newMemStore starts a store whose ranges are split at splitKeys (in
 // ascending order); it stops when t ends.
 func newMemStore(t testing.TB, splitKeys ...string) *memStore {
 	t.Helper()
-	eng, err := kv.Open("", kv.EngineOptions{InMemory: true, CacheSize: 8 << 20})
-	if err != nil {
-		t.Fatalf("open engine: %v", err)
-	}
 	clock := txn.NewLocalClock(0)
-	st, err := raftgroup.NewStore(raftgroup.Config{
-		NodeID: 1, Engine: eng, Transport: noPeers{},
-		Clock: func() uint64 {
-			ts, _ := clock.GetTimestamp(context.Background())
-			return ts
-		},
+	st := raftgrouptest.StartStore(t, raftgrouptest.Clock(clock), func(c *raftgroup.Config) {
 		// Single voters never wait for an election or a heartbeat; short
 		// ticks only make idle ranges quiesce soon.
-		TickInterval: 10 * time.Millisecond,
-		Workers:      2,
-		Logger:       quietLogger(),
-	})
-	if err != nil {
-		_ = eng.Close()
-		t.Fatalf("new store: %v", err)
-	}
-	st.Start()
-	t.Cleanup(func() {
-		st.Stop()
-		_ = eng.Close()
+		c.Workers = 2
+		c.Logger = quietLogger()
 	})
 	// All ranges are created at once (one write; each campaigns at once)
 	// rather than by splits, which would cost a Raft round per split.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/quorumdb/quorumdb/kv"
 	"github.com/quorumdb/quorumdb/raftgroup"
+	"github.com/quorumdb/quorumdb/raftgroup/raftgrouptest"
 	"github.com/quorumdb/quorumdb/txn"
 )
 
@@ -32,43 +33,14 @@ type localKV struct {
 	before1PC func(req *kv.OnePhaseCommitRequest)
 }
 
-// noPeers is the transport of a store whose ranges have a single voter.
-type noPeers struct{}
-
-func (noPeers) Send(*raftgroup.RaftMessage) bool { return false }
-func (noPeers) SendSnapshot(context.Context, *raftgroup.RaftMessage, raftgroup.SnapshotSource) error {
-	return fmt.Errorf("single-node store has no peers")
-}
-
 func newLocalKV(t testing.TB, splitKeys ...string) *localKV {
 	t.Helper()
-	eng, err := kv.Open("", kv.EngineOptions{InMemory: true, CacheSize: 8 << 20})
-	if err != nil {
-		t.Fatalf("open engine: %v", err)
-	}
 	clock := txn.NewLocalClock(0)
-	st, err := raftgroup.NewStore(raftgroup.Config{
-		NodeID: 1, Engine: eng, Transport: noPeers{},
-		Clock: func() uint64 {
-			ts, _ := clock.GetTimestamp(context.Background())
-			return ts
-		},
-		TickInterval: 10 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatalf("new store: %v", err)
-	}
-	st.Start()
-	t.Cleanup(func() {
-		st.Stop()
-		_ = eng.Close()
-	})
+	st := raftgrouptest.StartStore(t, raftgrouptest.Clock(clock), nil)
 	s := &localKV{store: st, clock: clock, nextID: 1}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	first := &kv.RangeDescriptor{RangeID: 1, StartKey: kv.KeyMin, EndKey: kv.KeyMax, Generation: 1,
-		Replicas: []kv.ReplicaDescriptor{{NodeID: 1, ReplicaID: 1}}, NextReplicaID: 2}
-	if err := st.BootstrapRange(ctx, first); err != nil {
+	if err := st.BootstrapRange(ctx, raftgroup.FirstRangeDescriptor(1)); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
 	for _, k := range splitKeys {
