@@ -149,11 +149,7 @@ func (n *Node) ClusterRanges(ctx context.Context) ([]RangeStatus, error) {
 	out := make([]RangeStatus, 0, len(descs))
 	for _, d := range descs {
 		rs := local[d.RangeID]
-		rs.RangeID = d.RangeID
-		rs.StartKey = fmt.Sprintf("%q", d.StartKey)
-		rs.EndKey = fmt.Sprintf("%q", d.EndKey)
-		rs.Generation = d.Generation
-		rs.Replicas = d.Replicas
+		rs.setDescriptor(d)
 		out = append(out, rs)
 	}
 	return out, nil

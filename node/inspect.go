@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/quorumdb/quorumdb/cluster"
+	"github.com/quorumdb/quorumdb/kv"
 	"github.com/quorumdb/quorumdb/raftgroup"
 )
 
@@ -57,16 +59,33 @@ func ListRanges(ctx context.Context, c *cluster.Client, hc *http.Client) ([]Rang
 	wg.Wait()
 	out := make([]RangeStatus, 0, len(descs))
 	for _, d := range descs {
-		out = append(out, RangeStatus{
-			RangeID:    d.RangeID,
-			StartKey:   fmt.Sprintf("%q", d.StartKey),
-			EndKey:     fmt.Sprintf("%q", d.EndKey),
-			Generation: d.Generation,
-			Replicas:   d.Replicas,
-			Leader:     leaders[d.RangeID],
-		})
+		rs := RangeStatus{Leader: leaders[d.RangeID]}
+		rs.setDescriptor(d)
+		out = append(out, rs)
 	}
 	return out, nil
+}
+
+// setDescriptor fills the descriptor's fields of r.
+func (r *RangeStatus) setDescriptor(d *kv.RangeDescriptor) {
+	r.RangeID = d.RangeID
+	r.StartKey = fmt.Sprintf("%q", d.StartKey)
+	r.EndKey = fmt.Sprintf("%q", d.EndKey)
+	r.Generation = d.Generation
+	r.Replicas = d.Replicas
+}
+
+// ReplicaList renders the replicas as "n1,n2,n3(learner)".
+func (r RangeStatus) ReplicaList() string {
+	reps := make([]string, 0, len(r.Replicas))
+	for _, rep := range r.Replicas {
+		s := fmt.Sprintf("n%d", rep.NodeID)
+		if rep.Type == kv.Learner {
+			s += "(learner)"
+		}
+		reps = append(reps, s)
+	}
+	return strings.Join(reps, ",")
 }
 
 func fetchRanges(ctx context.Context, hc *http.Client, addr string) ([]RangeStatus, error) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/quorumdb/quorumdb/node/workload"
+	"github.com/quorumdb/quorumdb/raftgroup"
 	"github.com/quorumdb/quorumdb/txn"
 )
 
@@ -71,7 +72,7 @@ func TestListNodesAndRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ranges) == 0 || ranges[0].RangeID != firstRangeID {
+	if len(ranges) == 0 || ranges[0].RangeID != raftgroup.FirstRangeID {
 		t.Fatalf("ranges: %+v", ranges)
 	}
 	// The bootstrap range has a leader once it has served a request.
@@ -99,7 +100,7 @@ func TestListNodesAndRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l, ok := load[firstRangeID]; !ok || l.SizeBytes == 0 {
+	if l, ok := load[raftgroup.FirstRangeID]; !ok || l.SizeBytes == 0 {
 		t.Fatalf("load of range 1: %+v (reported %v)", l, ok)
 	}
 

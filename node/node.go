@@ -568,17 +568,10 @@ func (n *Node) bootstrapIfFirst(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: range ID allocator: %w", err)
 	}
-	if err := alloc.ReserveThrough(ctx, firstRangeID); err != nil {
+	if err := alloc.ReserveThrough(ctx, raftgroup.FirstRangeID); err != nil {
 		return fmt.Errorf("node: reserve first range ID: %w", err)
 	}
-	desc := &kv.RangeDescriptor{
-		RangeID:       firstRangeID,
-		StartKey:      kv.KeyMin,
-		EndKey:        kv.KeyMax,
-		Replicas:      []kv.ReplicaDescriptor{{NodeID: n.id, ReplicaID: 1, Type: kv.Voter}},
-		Generation:    1,
-		NextReplicaID: 2,
-	}
+	desc := raftgroup.FirstRangeDescriptor(n.id)
 	if err := n.store.BootstrapRange(ctx, desc); err != nil {
 		return fmt.Errorf("node: bootstrap first range: %w", err)
 	}
@@ -588,9 +581,6 @@ func (n *Node) bootstrapIfFirst(ctx context.Context) error {
 	n.log.Info("bootstrapped cluster", "range", desc.String())
 	return nil
 }
-
-// firstRangeID is the ID of the range that covers the key space at bootstrap.
-const firstRangeID = 1
 
 // Ready reports whether the node can serve SQL: started, not stopping,
 // registered (its liveness lease alive) and able to get timestamps.

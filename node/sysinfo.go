@@ -2,9 +2,7 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	qsql "github.com/quorumdb/quorumdb/sql"
@@ -36,16 +34,8 @@ func (c clusterInfo) Ranges(ctx context.Context) ([]qsql.SystemRange, error) {
 	}
 	out := make([]qsql.SystemRange, 0, len(ranges))
 	for _, r := range ranges {
-		reps := make([]string, 0, len(r.Replicas))
-		for _, rep := range r.Replicas {
-			s := fmt.Sprintf("n%d", rep.NodeID)
-			if rep.Type != 0 {
-				s += "(learner)"
-			}
-			reps = append(reps, s)
-		}
 		out = append(out, qsql.SystemRange{RangeID: r.RangeID, StartKey: r.StartKey, EndKey: r.EndKey,
-			Generation: r.Generation, Replicas: strings.Join(reps, ","), Leader: r.Leader})
+			Generation: r.Generation, Replicas: r.ReplicaList(), Leader: r.Leader})
 	}
 	return out, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -106,14 +105,6 @@ func newRangesCommand() *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RANGE\tSTART\tEND\tGEN\tREPLICAS\tLEADER\tSIZE\tAPPLIES/S")
 			for _, r := range ranges {
-				reps := make([]string, 0, len(r.Replicas))
-				for _, rep := range r.Replicas {
-					s := fmt.Sprintf("n%d", rep.NodeID)
-					if rep.Type != 0 {
-						s += "(learner)"
-					}
-					reps = append(reps, s)
-				}
 				leader := "?"
 				if r.Leader != 0 {
 					leader = fmt.Sprintf("n%d", r.Leader)
@@ -122,7 +113,7 @@ func newRangesCommand() *cobra.Command {
 				if l, ok := load[r.RangeID]; ok {
 					size, rate = fmt.Sprintf("%d", l.SizeBytes), fmt.Sprintf("%.1f", l.AppliesPerSec)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.RangeID, r.StartKey, r.EndKey, r.Generation, strings.Join(reps, ","), leader, size, rate)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.RangeID, r.StartKey, r.EndKey, r.Generation, r.ReplicaList(), leader, size, rate)
 			}
 			return tw.Flush()
 		},
