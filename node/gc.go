@@ -82,7 +82,13 @@ func (n *Node) runGC(ctx context.Context) {
 				continue
 			}
 			n.gcLead(ctx, lead.Done())
-			_ = lead.Resign(context.Background())
+			// Bounded: resigning through a client that is closing would
+			// otherwise wait forever and hold up the node's shutdown.
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := lead.Resign(rctx); err != nil && ctx.Err() == nil {
+				n.log.Debug("resign GC leadership", "err", err)
+			}
+			cancel()
 		}
 	}()
 }

@@ -46,7 +46,9 @@ func (n *Node) guardTSOLeadership(ctx context.Context) {
 		if time.Since(cutOffSince) >= tsoGuardGrace && n.tsoSrv.IsLeader() {
 			n.log.Warn("no replica on this node knows a Raft leader: handing on the timestamp oracle's leadership")
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_ = n.tsoSrv.Resign(rctx)
+			if err := n.tsoSrv.Resign(rctx); err != nil {
+				n.log.Warn("resign the timestamp oracle", "err", err)
+			}
 			cancel()
 			cutOffSince = time.Time{}
 		}
