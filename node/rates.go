@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -38,9 +39,9 @@ func (n *Node) sampleRates() rateSample {
 	s := rateSample{at: time.Now(), proposals: n.store.Metrics().Proposals}
 	st := n.db.Stats()
 	s.commits, s.aborts = st.Commits+st.ReadOnlyCommits, st.Aborts
-	for _, r := range []string{"ok", "error"} {
+	for _, c := range []prometheus.Counter{n.sqlMetrics.ok, n.sqlMetrics.failed} {
 		var m dto.Metric
-		if err := n.sqlMetrics.statements.WithLabelValues(r).Write(&m); err == nil {
+		if err := c.Write(&m); err == nil {
 			s.statements += m.GetCounter().GetValue()
 		}
 	}
