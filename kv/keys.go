@@ -26,6 +26,7 @@ const (
 	suffixTombstone      byte = 'x' // replica removed: smallest replica ID still allowed
 	suffixDescriptor     byte = 'd' // the range descriptor (replicated)
 	suffixLog            byte = 'l' // log entries <index BE8>
+	suffixClosedTS       byte = 'c' // highest closed timestamp applied (BE8)
 )
 
 // User-key prefixes.
@@ -57,6 +58,12 @@ func RaftHardStateKey(rangeID uint64) []byte { return rangeLocalKey(rangeID, suf
 
 // RaftAppliedStateKey holds the applied index (written in the apply batch).
 func RaftAppliedStateKey(rangeID uint64) []byte { return rangeLocalKey(rangeID, suffixAppliedState) }
+
+// RangeClosedTimestampKey holds the highest closed timestamp the replica
+// applied: a promise, made through the range's log, that no write at or
+// below it applies after the entry that carried it (written in the apply
+// batch).
+func RangeClosedTimestampKey(rangeID uint64) []byte { return rangeLocalKey(rangeID, suffixClosedTS) }
 
 // RaftTruncatedStateKey holds the index and term of the last truncated entry.
 func RaftTruncatedStateKey(rangeID uint64) []byte {

@@ -31,6 +31,11 @@ const (
 	// kindChangeReplicasV2 is the context of a ConfChangeV2 entry: a
 	// changeReplicasCommand.
 	kindChangeReplicasV2 commandKind = 4
+	// kindCloseTimestamp closes a timestamp (payload: 8 bytes BE): the
+	// leader promises that no write at or below it applies after this
+	// entry, so every replica that applied it serves reads at or below it
+	// from its own state (replica_closedts.go).
+	kindCloseTimestamp commandKind = 5
 )
 
 const envelopeHeaderSize = 9
@@ -45,6 +50,8 @@ func (k commandKind) String() string {
 		return "change-replicas-v1"
 	case kindChangeReplicasV2:
 		return "change-replicas"
+	case kindCloseTimestamp:
+		return "close-timestamp"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
@@ -62,7 +69,7 @@ func decodeEnvelope(b []byte) (kind commandKind, proposalID uint64, payload []by
 	}
 	kind = commandKind(b[0])
 	switch kind {
-	case kindKV, kindSplit, kindChangeReplicas, kindChangeReplicasV2:
+	case kindKV, kindSplit, kindChangeReplicas, kindChangeReplicasV2, kindCloseTimestamp:
 	default:
 		return 0, 0, nil, fmt.Errorf("raftgroup: unknown command kind %d", b[0])
 	}

@@ -17,6 +17,8 @@ type Metrics struct {
 	Commits          uint64 // entries applied (committed entries of every range)
 	Applies          uint64 // proposals of this node answered after apply
 	Reads            uint64 // linearizable reads served
+	ClosedReads      uint64 // reads served at a closed timestamp, without a ReadIndex (follower reads)
+	Closes           uint64 // close-timestamp entries proposed
 	Fsyncs           uint64 // synced raft log batches (one per worker round)
 	FsyncLatency     Histogram
 	Leaders          int64 // ranges this node leads
@@ -56,6 +58,7 @@ func (h Histogram) Quantile(q float64) time.Duration {
 
 type storeMetrics struct {
 	proposals, commits, applies, reads atomic.Uint64
+	closedReads, closes                atomic.Uint64
 	fsyncs                             atomic.Uint64
 	leaderships                        atomic.Int64
 	snapshotsSent, snapshotsApplied    atomic.Uint64
@@ -87,6 +90,8 @@ func (s *Store) Metrics() Metrics {
 		Commits:          s.metrics.commits.Load(),
 		Applies:          s.metrics.applies.Load(),
 		Reads:            s.metrics.reads.Load(),
+		ClosedReads:      s.metrics.closedReads.Load(),
+		Closes:           s.metrics.closes.Load(),
 		Fsyncs:           s.metrics.fsyncs.Load(),
 		Leaders:          s.metrics.leaderships.Load(),
 		SnapshotsSent:    s.metrics.snapshotsSent.Load(),
@@ -117,6 +122,7 @@ type RangeInfo struct {
 	Term         uint64
 	Applied      uint64
 	Quiesced     bool
+	ClosedTS     kv.Timestamp // reads at or below it are served by this replica
 }
 
 // RangeInfo lists every replica on this store.
@@ -131,6 +137,7 @@ func (s *Store) RangeInfo() []RangeInfo {
 			Term:      r.term,
 			Applied:   r.applied,
 			Quiesced:  r.quiesced,
+			ClosedTS:  r.closedTS,
 		}
 		if r.desc != nil {
 			info.Descriptor = r.desc.Clone()

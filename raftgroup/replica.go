@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -59,7 +60,15 @@ type Replica struct {
 	maxReadTSTerm uint64 // term in which maxReadTS was seeded from the clock
 	latches       map[string]int
 	latchCh       chan struct{}
-	peerNodes     map[uint64]uint64 // replica ID -> node ID learned from messages
+	// Closed timestamps (replica_closedts.go). closedTS is the highest one
+	// applied here; closeProposed the highest this replica proposed as
+	// leader in closeTerm; followerReadsUntil is when the demand for
+	// follower reads that keeps the leader closing lapses.
+	closedTS           kv.Timestamp
+	closeProposed      kv.Timestamp
+	closeTerm          uint64
+	followerReadsUntil time.Time
+	peerNodes          map[uint64]uint64 // replica ID -> node ID learned from messages
 	// quiescence
 	idleTicks int
 	quiesced  bool
@@ -111,6 +120,7 @@ func newReplica(s *Store, rangeID uint64, ps persistedState) (*Replica, error) {
 		latches:     make(map[string]int),
 		latchCh:     make(chan struct{}),
 		peerNodes:   make(map[uint64]uint64),
+		closedTS:    ps.ClosedTS,
 	}
 	storage.onSnapshot = r.onStorageSnapshot
 	if err := r.resetRawNode(); err != nil {
@@ -183,11 +193,24 @@ func (r *Replica) submit(fill func(*inbox)) error {
 		return err
 	}
 	fill(&r.inbox)
-	r.setQuiescedLocked(false)
-	r.idleTicks = 0
+	r.wakeForWorkLocked()
 	r.mu.Unlock()
 	r.store.sched.enqueue(r.rangeID)
 	return nil
+}
+
+// queueProposalLocked adds p to the inbox (r.mu held; the caller schedules
+// the range after unlocking). Proposals are proposed in queue order, so a
+// critical section that fixes a timestamp and queues its entry orders that
+// entry against every other such section (replica_closedts.go).
+func (r *Replica) queueProposalLocked(p *proposal) {
+	r.inbox.proposals = append(r.inbox.proposals, p)
+	r.wakeForWorkLocked()
+}
+
+func (r *Replica) wakeForWorkLocked() {
+	r.setQuiescedLocked(false)
+	r.idleTicks = 0
 }
 
 // runOnOwner queues f to run on the worker that owns the replica.

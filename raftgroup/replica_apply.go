@@ -22,6 +22,9 @@ type applyOutcome struct {
 	removed  bool                  // a conf change removed this replica
 	commits  int
 	leftDesc *kv.RangeDescriptor // left descriptor at the time of the last split
+	// closedTS is the highest closed timestamp after the entries (0: no
+	// close entry among them).
+	closedTS kv.Timestamp
 }
 
 type applyResult struct {
@@ -77,6 +80,12 @@ func (r *Replica) applyEntries(b *pebble.Batch, ents []*raftpb.Entry) (*applyOut
 					o.leftDesc = left
 				} else if !isChangeAnswer(err) {
 					return nil, err
+				}
+			case kindCloseTimestamp:
+				var ts kv.Timestamp
+				if ts, err = decodeCloseTimestamp(payload); err == nil {
+					o.closedTS = max(o.closedTS, ts)
+					resp = &kv.Response{}
 				}
 			default:
 				err = &InvalidChangeError{RangeID: r.rangeID, Reason: fmt.Sprintf("%s command in a normal entry", kind)}
@@ -135,6 +144,11 @@ func (r *Replica) applyEntries(b *pebble.Batch, ents []*raftpb.Entry) (*applyOut
 		}
 		o.desc = desc
 	}
+	if o.closedTS > r.ClosedTimestamp() {
+		if err := b.Set(kv.RangeClosedTimestampKey(r.rangeID), encodeUint64(o.closedTS), nil); err != nil {
+			return nil, fmt.Errorf("raftgroup: r%d: write closed timestamp: %w", r.rangeID, err)
+		}
+	}
 	if err := b.Set(kv.RaftAppliedStateKey(r.rangeID), encodeAppliedState(o.applied), nil); err != nil {
 		return nil, fmt.Errorf("raftgroup: r%d: write applied state: %w", r.rangeID, err)
 	}
@@ -187,6 +201,10 @@ func (r *Replica) finishApply(o *applyOutcome) {
 	if o.desc != nil {
 		r.desc = o.desc
 	}
+	// Published only now that the batch is committed: a read served at the
+	// closed timestamp takes its engine snapshot after this, so it sees
+	// every entry before the close.
+	r.closedTS = max(r.closedTS, o.closedTS)
 	close(r.appliedCh)
 	r.appliedCh = make(chan struct{})
 	for _, res := range o.results {

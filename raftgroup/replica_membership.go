@@ -317,7 +317,7 @@ func (s *Store) TransferLeadership(ctx context.Context, rangeID, targetNode uint
 		leader, ch := r.isLeader, r.leaderCh
 		leaderNode := r.nodeOfReplicaLocked(r.leaderID)
 		r.mu.Unlock()
-		if !leader && leaderNode == targetNode {
+		if (!leader && leaderNode == targetNode) || (leader && targetNode == s.cfg.NodeID) {
 			return nil
 		}
 		if !leader && leaderNode != 0 {

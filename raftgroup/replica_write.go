@@ -137,16 +137,15 @@ func (r *Replica) executeWrite(ctx context.Context, req *kv.Request) (*kv.Respon
 		return nil, err
 	}
 	p := newProposal(r.store.nextProposalID())
-	var requestedCommitTS kv.Timestamp
-	if req.OnePhaseCommit != nil {
-		requestedCommitTS = req.OnePhaseCommit.CommitTS
-		var err error
-		if req, err = r.prepareOnePhaseCommit(ctx, req, p); err != nil {
-			return nil, err
-		}
+	if req.OnePhaseCommit == nil {
+		p.data = encodeEnvelope(kindKV, p.id, req.Marshal())
+		return r.propose(ctx, p)
 	}
-	p.data = encodeEnvelope(kindKV, p.id, req.Marshal())
-	resp, err := r.propose(ctx, p)
+	requestedCommitTS := req.OnePhaseCommit.CommitTS
+	if err := r.proposeOnePhaseCommit(req, p); err != nil {
+		return nil, err
+	}
+	resp, err := r.awaitProposal(ctx, p)
 	if err == nil && resp != nil && resp.OnePhaseCommit != nil && resp.OnePhaseCommit.CommitTS > requestedCommitTS {
 		if werr := r.commitWait(ctx, resp.OnePhaseCommit.CommitTS); werr != nil {
 			return nil, werr
@@ -187,6 +186,11 @@ func (r *Replica) propose(ctx context.Context, p *proposal) (*kv.Response, error
 		r.releaseLatches(p)
 		return nil, &kv.RangeNotFoundError{RangeID: r.rangeID}
 	}
+	return r.awaitProposal(ctx, p)
+}
+
+// awaitProposal waits for the outcome of a queued proposal.
+func (r *Replica) awaitProposal(ctx context.Context, p *proposal) (*kv.Response, error) {
 	select {
 	case res := <-p.done:
 		return res.resp, res.err
@@ -197,11 +201,13 @@ func (r *Replica) propose(ctx context.Context, p *proposal) (*kv.Response, error
 	}
 }
 
-// prepareOnePhaseCommit fixes the commit timestamp of a 1PC command above
-// every read this leader served and latches its keys until it applies, so
+// proposeOnePhaseCommit fixes the commit timestamp of a 1PC command above
+// every read this leader served (and every timestamp it closed), latches its
+// keys until it applies, and queues its entry, all in one critical section:
 // a read at or above the commit timestamp either waits for the apply or was
-// served before and is covered by the bumped timestamp.
-func (r *Replica) prepareOnePhaseCommit(ctx context.Context, req *kv.Request, p *proposal) (*kv.Request, error) {
+// served before and is covered by the bumped timestamp, and a close queued
+// after this entry is ordered after it in the log.
+func (r *Replica) proposeOnePhaseCommit(req *kv.Request, p *proposal) error {
 	// Seed max_read_ts from the clock once per leadership term; the clock
 	// may be a network call, so it is read outside the lock.
 	r.mu.Lock()
@@ -212,20 +218,39 @@ func (r *Replica) prepareOnePhaseCommit(ctx context.Context, req *kv.Request, p 
 		fresh = r.store.cfg.Clock()
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	if r.destroyed != nil {
+		r.mu.Unlock()
+		return &kv.RangeNotFoundError{RangeID: r.rangeID}
+	}
 	if !r.isLeader {
-		return nil, r.notLeaderErrorLocked()
+		err := r.notLeaderErrorLocked()
+		r.mu.Unlock()
+		return err
 	}
 	if r.maxReadTSTerm != r.term {
 		if fresh == 0 {
 			// Leadership changed again between the two locks: retry is
 			// cheaper than reasoning about which term fresh belongs to.
-			return nil, &kv.ProposalDroppedError{RangeID: r.rangeID}
+			r.mu.Unlock()
+			return &kv.ProposalDroppedError{RangeID: r.rangeID}
 		}
 		r.maxReadTS = max(r.maxReadTS, fresh)
 		r.maxReadTSTerm = r.term
 	}
-	opc := *req.OnePhaseCommit
+	opc := r.latchOnePhaseCommitLocked(req.OnePhaseCommit, p)
+	p.data = encodeEnvelope(kindKV, p.id, (&kv.Request{OnePhaseCommit: opc}).Marshal())
+	r.queueProposalLocked(p)
+	r.mu.Unlock()
+	r.store.metrics.proposals.Add(1)
+	r.store.sched.enqueue(r.rangeID)
+	return nil
+}
+
+// latchOnePhaseCommitLocked returns the command with its commit timestamp
+// above max_read_ts, raises max_read_ts to it and latches the command's keys
+// on p (r.mu held).
+func (r *Replica) latchOnePhaseCommitLocked(cmd *kv.OnePhaseCommitRequest, p *proposal) *kv.OnePhaseCommitRequest {
+	opc := *cmd
 	opc.CommitTS = max(opc.CommitTS, r.maxReadTS+1)
 	// The command validates its read spans up to CommitTS when it applies:
 	// that is a read at CommitTS, so it must raise max_read_ts like any
@@ -233,13 +258,12 @@ func (r *Replica) prepareOnePhaseCommit(ctx context.Context, req *kv.Request, p 
 	// lower commit timestamp and write, below CommitTS, a key this one
 	// already validated (write skew between two 1PCs of one range).
 	r.maxReadTS = max(r.maxReadTS, opc.CommitTS)
-	out := &kv.Request{OnePhaseCommit: &opc}
 	for _, m := range opc.Mutations {
 		k := string(m.Key)
 		p.latchKeys = append(p.latchKeys, k)
 		r.latches[k]++
 	}
-	return out, nil
+	return &opc
 }
 
 // releaseLatches drops p's latches (once) and wakes waiting reads.

@@ -118,6 +118,7 @@ type persistedState struct {
 	Truncated  truncatedState
 	Descriptor *kv.RangeDescriptor // nil for an uninitialized replica
 	Tombstone  uint64              // next replica ID allowed (0: none)
+	ClosedTS   kv.Timestamp        // highest closed timestamp applied
 }
 
 // loadPersistedState reads a replica's range-local state.
@@ -167,6 +168,13 @@ func loadPersistedState(r kv.Reader, rangeID uint64) (persistedState, error) {
 	} else if b != nil {
 		if ps.Tombstone, err = decodeUint64(b); err != nil {
 			return ps, fmt.Errorf("r%d tombstone: %w", rangeID, err)
+		}
+	}
+	if b, err = kv.GetRaw(r, kv.RangeClosedTimestampKey(rangeID)); err != nil {
+		return ps, err
+	} else if b != nil {
+		if ps.ClosedTS, err = decodeUint64(b); err != nil {
+			return ps, fmt.Errorf("r%d closed timestamp: %w", rangeID, err)
 		}
 	}
 	return ps, nil

@@ -71,6 +71,16 @@ type Config struct {
 	// quiesces its group (default 2 × ElectionTicks; negative disables).
 	QuiesceAfterTicks int
 
+	// Closed timestamps (replica_closedts.go): while follower reads are
+	// wanted (a read at least ClosedTimestampLag old came to a replica in
+	// the last FollowerReadWindow), the leader closes the oracle's time
+	// minus ClosedTimestampLag every CloseInterval. Defaults 1s, 200ms,
+	// 30s; a negative CloseInterval disables closing (reads are then
+	// served by leaders only).
+	ClosedTimestampLag time.Duration
+	CloseInterval      time.Duration
+	FollowerReadWindow time.Duration
+
 	// MaxConcurrentSnapshotApplies bounds incoming snapshot applies
 	// (default 2); SnapshotChunkBytes is the chunk size sent (default 256 KiB).
 	MaxConcurrentSnapshotApplies int
@@ -133,6 +143,15 @@ func (c *Config) setDefaults() error {
 	def64(&c.LogTruncateThreshold, 2048)
 	if c.QuiesceAfterTicks == 0 {
 		c.QuiesceAfterTicks = 2 * c.ElectionTicks
+	}
+	if c.ClosedTimestampLag <= 0 {
+		c.ClosedTimestampLag = time.Second
+	}
+	if c.CloseInterval == 0 {
+		c.CloseInterval = 200 * time.Millisecond
+	}
+	if c.FollowerReadWindow <= 0 {
+		c.FollowerReadWindow = 30 * time.Second
 	}
 	def(&c.MaxConcurrentSnapshotApplies, 2)
 	def(&c.SnapshotChunkBytes, 256<<10)
@@ -258,6 +277,13 @@ func (s *Store) Start() {
 		defer s.wg.Done()
 		s.runTicker()
 	}()
+	if s.cfg.CloseInterval > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.runCloser()
+		}()
+	}
 	s.mu.RLock()
 	for id := range s.replicas {
 		s.sched.enqueue(id)

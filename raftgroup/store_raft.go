@@ -394,6 +394,14 @@ func (s *Store) HandleRaftMessage(ctx context.Context, msg *RaftMessage) error {
 		r.mu.Unlock()
 		return nil
 	}
+	if isFollowerReadsNotice(msg.Message) {
+		// Not raft's: a follower asks this leader to keep closing.
+		if r.isLeader {
+			r.followerReadsUntil = time.Now().Add(s.cfg.FollowerReadWindow)
+		}
+		r.mu.Unlock()
+		return nil
+	}
 	if len(r.inbox.msgs) >= maxInboxMessages {
 		r.mu.Unlock()
 		s.metrics.droppedMessages.Add(1)

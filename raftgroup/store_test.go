@@ -290,11 +290,11 @@ func TestReadWaitsForLatchedOnePhaseCommit(t *testing.T) {
 	// Latch "x" as an in-flight 1PC would, then check a read of x waits
 	// and a read of another key does not.
 	p := newProposal(1)
-	if _, err := r.prepareOnePhaseCommit(context.Background(), &kv.Request{OnePhaseCommit: &kv.OnePhaseCommitRequest{
+	r.mu.Lock()
+	r.latchOnePhaseCommitLocked(&kv.OnePhaseCommitRequest{
 		Mutations: []kv.Mutation{{Op: kv.OpPut, Key: []byte("x"), Value: []byte("1")}}, StartTS: 1, CommitTS: 2,
-	}}, p); err != nil {
-		t.Fatal(err)
-	}
+	}, p)
+	r.mu.Unlock()
 	if _, err := c.store(1).Execute(testCtx(t, 2*time.Second), 1, &kv.Request{Get: &kv.GetRequest{Key: []byte("y"), ReadTS: c.now()}}); err != nil {
 		t.Fatalf("unlatched read: %v", err)
 	}

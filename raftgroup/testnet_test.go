@@ -201,7 +201,17 @@ func newTestClusterOver(t testing.TB, transport string, n int, tune func(*Config
 	return c
 }
 
-func (c *testCluster) now() uint64 { return c.clock.Add(1) }
+// now is the cluster's timestamp oracle: strictly increasing, and never
+// behind the wall clock (closed timestamps are the oracle's time minus a lag).
+func (c *testCluster) now() uint64 {
+	for {
+		old := c.clock.Load()
+		next := max(old+1, kv.MakeTimestamp(uint64(time.Now().UnixMilli()), 0))
+		if c.clock.CompareAndSwap(old, next) {
+			return next
+		}
+	}
+}
 
 func (c *testCluster) startNode(id uint64) *Store {
 	c.t.Helper()
