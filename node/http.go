@@ -212,6 +212,7 @@ func (n *Node) serveAdminPage(w http.ResponseWriter, r *http.Request) {
 	data.Store = []kvRow{
 		{"replicas", m.Replicas}, {"leaders", m.Leaders}, {"quiesced", m.Quiesced},
 		{"proposals", m.Proposals}, {"entries applied", m.Commits}, {"linearizable reads", m.Reads},
+		{"closed-timestamp (follower) reads", m.ClosedReads}, {"timestamps closed", m.Closes},
 		{"log fsyncs", m.Fsyncs}, {"fsync p50", m.FsyncLatency.Quantile(0.5)}, {"fsync p99", m.FsyncLatency.Quantile(0.99)},
 		{"snapshots sent", m.SnapshotsSent}, {"snapshots applied", m.SnapshotsApplied},
 	}
@@ -225,23 +226,26 @@ func (n *Node) serveAdminPage(w http.ResponseWriter, r *http.Request) {
 type nodeCollector struct{ n *Node }
 
 var (
-	descProposals = prometheus.NewDesc("quorumdb_raft_proposals_total", "Commands proposed to Raft by this node.", nil, nil)
-	descCommits   = prometheus.NewDesc("quorumdb_raft_entries_applied_total", "Raft entries applied on this node (all ranges).", nil, nil)
-	descApplies   = prometheus.NewDesc("quorumdb_raft_proposals_applied_total", "Proposals of this node answered after apply.", nil, nil)
-	descReads     = prometheus.NewDesc("quorumdb_raft_linearizable_reads_total", "Reads served after ReadIndex.", nil, nil)
-	descFsync     = prometheus.NewDesc("quorumdb_raft_log_fsync_seconds", "Latency of the synced Raft log batches (one per scheduler round).", nil, nil)
-	descLeaders   = prometheus.NewDesc("quorumdb_ranges_led", "Ranges this node leads.", nil, nil)
-	descReplicas  = prometheus.NewDesc("quorumdb_replicas", "Replicas hosted on this node.", nil, nil)
-	descQuiesced  = prometheus.NewDesc("quorumdb_replicas_quiesced", "Replicas not ticking because their group is idle.", nil, nil)
-	descSnapSent  = prometheus.NewDesc("quorumdb_raft_snapshots_sent_total", "Raft snapshots sent.", nil, nil)
-	descSnapApply = prometheus.NewDesc("quorumdb_raft_snapshots_applied_total", "Raft snapshots applied.", nil, nil)
-	descDropped   = prometheus.NewDesc("quorumdb_raft_messages_dropped_total", "Incoming Raft messages dropped on a full inbox.", nil, nil)
-	descReady     = prometheus.NewDesc("quorumdb_node_ready", "1 when the node can serve SQL.", nil, nil)
-	descTxns      = prometheus.NewDesc("quorumdb_txn_total", "Transactions coordinated by this node, by outcome (commit, read_only_commit, abort = retryable conflict, failure, rollback).", []string{"outcome"}, nil)
+	descProposals   = prometheus.NewDesc("quorumdb_raft_proposals_total", "Commands proposed to Raft by this node.", nil, nil)
+	descCommits     = prometheus.NewDesc("quorumdb_raft_entries_applied_total", "Raft entries applied on this node (all ranges).", nil, nil)
+	descApplies     = prometheus.NewDesc("quorumdb_raft_proposals_applied_total", "Proposals of this node answered after apply.", nil, nil)
+	descReads       = prometheus.NewDesc("quorumdb_raft_linearizable_reads_total", "Reads served after ReadIndex.", nil, nil)
+	descClosedReads = prometheus.NewDesc("quorumdb_raft_closed_timestamp_reads_total", "Reads served at a closed timestamp from this node's own replica state, without ReadIndex (follower reads, and stale reads on leaders).", nil, nil)
+	descCloses      = prometheus.NewDesc("quorumdb_raft_timestamps_closed_total", "Close-timestamp entries proposed by the ranges this node leads.", nil, nil)
+	descNearest     = prometheus.NewDesc("quorumdb_follower_reads_total", "AS OF reads this node's router sent to its own replica, by result (served there, or forwarded to the leader).", []string{"result"}, nil)
+	descFsync       = prometheus.NewDesc("quorumdb_raft_log_fsync_seconds", "Latency of the synced Raft log batches (one per scheduler round).", nil, nil)
+	descLeaders     = prometheus.NewDesc("quorumdb_ranges_led", "Ranges this node leads.", nil, nil)
+	descReplicas    = prometheus.NewDesc("quorumdb_replicas", "Replicas hosted on this node.", nil, nil)
+	descQuiesced    = prometheus.NewDesc("quorumdb_replicas_quiesced", "Replicas not ticking because their group is idle.", nil, nil)
+	descSnapSent    = prometheus.NewDesc("quorumdb_raft_snapshots_sent_total", "Raft snapshots sent.", nil, nil)
+	descSnapApply   = prometheus.NewDesc("quorumdb_raft_snapshots_applied_total", "Raft snapshots applied.", nil, nil)
+	descDropped     = prometheus.NewDesc("quorumdb_raft_messages_dropped_total", "Incoming Raft messages dropped on a full inbox.", nil, nil)
+	descReady       = prometheus.NewDesc("quorumdb_node_ready", "1 when the node can serve SQL.", nil, nil)
+	descTxns        = prometheus.NewDesc("quorumdb_txn_total", "Transactions coordinated by this node, by outcome (commit, read_only_commit, abort = retryable conflict, failure, rollback).", []string{"outcome"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProposals, descCommits, descApplies, descReads, descFsync, descLeaders, descReplicas, descQuiesced, descSnapSent, descSnapApply, descDropped, descReady, descTxns} {
+	for _, d := range []*prometheus.Desc{descProposals, descCommits, descApplies, descReads, descClosedReads, descCloses, descNearest, descFsync, descLeaders, descReplicas, descQuiesced, descSnapSent, descSnapApply, descDropped, descReady, descTxns} {
 		ch <- d
 	}
 }
@@ -258,6 +262,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCommits, m.Commits)
 	counter(descApplies, m.Applies)
 	counter(descReads, m.Reads)
+	counter(descClosedReads, m.ClosedReads)
+	counter(descCloses, m.Closes)
+	rs := c.n.router.Stats()
+	ch <- prometheus.MustNewConstMetric(descNearest, prometheus.CounterValue, float64(rs.NearestServed), "local")
+	ch <- prometheus.MustNewConstMetric(descNearest, prometheus.CounterValue, float64(rs.NearestForwarded), "forwarded")
 	counter(descSnapSent, m.SnapshotsSent)
 	counter(descSnapApply, m.SnapshotsApplied)
 	counter(descDropped, m.DroppedMessages)

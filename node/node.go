@@ -334,10 +334,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Logger:   n.log,
 	})
 	n.router = txn.NewRouter(txn.RouterConfig{
-		Directory: n.client,
-		Nodes:     localFirst{self: n.id, store: n.store, remote: n.kvClient},
-		Logger:    n.log,
-		MaxWait:   cfg.RequestTimeout,
+		Directory:   n.client,
+		Nodes:       localFirst{self: n.id, store: n.store, remote: n.kvClient},
+		Logger:      n.log,
+		MaxWait:     cfg.RequestTimeout,
+		LocalNodeID: n.id,
 	})
 	// Keep the range cache fresh from the directory's watch; requests still
 	// correct a stale entry through the replicas' typed errors.

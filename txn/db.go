@@ -21,6 +21,10 @@ const (
 	DefaultValidationWait     = 100 * time.Millisecond
 	DefaultMaxRetries         = 10
 	DefaultResolveConcurrency = 8
+	// DefaultFollowerReadStaleness is how far in the past
+	// FollowerReadTimestamp reads: above the stores' default closing lag
+	// (1 s) plus their close interval (200 ms) and replication delay.
+	DefaultFollowerReadStaleness = 2 * time.Second
 )
 
 // DBConfig configures a DB.
@@ -55,6 +59,9 @@ type DBConfig struct {
 	// a snapshot at or below the GC safepoint fails with
 	// *SnapshotTooOldError instead of reading collected versions.
 	SafePoints SafepointSource
+	// FollowerReadStaleness is how far behind the oracle
+	// FollowerReadTimestamp is (0: DefaultFollowerReadStaleness).
+	FollowerReadStaleness time.Duration
 	// Knobs are testing hooks (nil in production).
 	Knobs *TestingKnobs
 }
@@ -146,6 +153,9 @@ func NewDB(cfg DBConfig) *DB {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.FollowerReadStaleness <= 0 {
+		cfg.FollowerReadStaleness = DefaultFollowerReadStaleness
+	}
 	db := &DB{
 		cfg:      cfg,
 		sender:   cfg.Sender,
@@ -180,6 +190,40 @@ func (db *DB) Sender() RangeSender { return db.sender }
 // other knobs over the same sender and clock).
 func (db *DB) Clock() TimestampSource { return db.clock }
 
+// FollowerReadTimestamp returns a timestamp FollowerReadStaleness behind
+// the oracle: an AS OF snapshot there is normally served by the nearest
+// replica of every range (once follower reads are flowing: the first reads
+// of a range go to its leader and start the closing of timestamps).
+func (db *DB) FollowerReadTimestamp(ctx context.Context) (kv.Timestamp, error) {
+	now, err := db.clock.GetTimestamp(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("txn: follower read timestamp: %w", err)
+	}
+	lag := kv.MakeTimestamp(uint64(db.cfg.FollowerReadStaleness.Milliseconds()), 0)
+	if now <= lag {
+		return 0, fmt.Errorf("txn: follower read timestamp: clock %d is younger than the staleness", now)
+	}
+	return now - lag, nil
+}
+
+// checkNotFuture refuses an AS OF snapshot above the oracle's time: a read
+// there would raise the ranges' max_read_ts into the future and make every
+// later write wait for the clock to catch up. Only timestamps within a
+// second of this node's wall clock (or past it) cost an oracle call.
+func (db *DB) checkNotFuture(ctx context.Context, asOf kv.Timestamp) error {
+	if asOf == 0 || int64(kv.PhysicalMillis(asOf)) < time.Now().Add(-time.Second).UnixMilli() {
+		return nil
+	}
+	now, err := db.clock.GetTimestamp(ctx)
+	if err != nil {
+		return fmt.Errorf("txn: check AS OF timestamp: %w", err)
+	}
+	if asOf > now {
+		return &InvalidArgumentError{Reason: fmt.Sprintf("AS OF timestamp %d is in the future (the oracle is at %d)", asOf, now)}
+	}
+	return nil
+}
+
 // Begin starts a transaction. It costs nothing until the first read or the
 // commit: the start timestamp is taken lazily. Every transaction must end
 // with Commit or Rollback (an open one holds back MinActiveStartTS).
@@ -198,6 +242,9 @@ func (db *DB) Begin(ctx context.Context, opts TxnOptions) (*Txn, error) {
 		if opts.AsOf <= sp {
 			return nil, &SnapshotTooOldError{AsOf: opts.AsOf, SafePoint: sp}
 		}
+	}
+	if err := db.checkNotFuture(ctx, opts.AsOf); err != nil {
+		return nil, err
 	}
 	t := &Txn{db: db, opts: opts, readOnly: opts.ReadOnly || opts.AsOf != 0}
 	if opts.AsOf != 0 {

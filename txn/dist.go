@@ -164,13 +164,19 @@ func forEachRangeOfSpans(ctx context.Context, s RangeSender, spans []kv.Span,
 // sendToKey sends a single-key request to the range holding key, retrying
 // after stale routing.
 func sendToKey(ctx context.Context, s RangeSender, key []byte, req *kv.Request) (*kv.Response, error) {
+	return sendToKeyVia(ctx, s, key, req, s.SendToRange)
+}
+
+// sendToKeyVia is sendToKey with the sending of one attempt given.
+func sendToKeyVia(ctx context.Context, s RangeSender, key []byte, req *kv.Request,
+	send func(context.Context, *kv.RangeDescriptor, *kv.Request) (*kv.Response, error)) (*kv.Response, error) {
 	var lastErr error
 	for attempt := 0; attempt < maxRegroups; attempt++ {
 		d, err := s.RangeForKey(ctx, key)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := s.SendToRange(ctx, d, req)
+		resp, err := send(ctx, d, req)
 		if err == nil || !isStaleRouting(err) {
 			return resp, err
 		}

@@ -26,6 +26,14 @@ type RangeSender interface {
 	SendToRange(ctx context.Context, desc *kv.RangeDescriptor, req *kv.Request) (*kv.Response, error)
 }
 
+// NearestSender is a RangeSender that can send a read at a past timestamp
+// to the nearest replica instead of the leader: a replica serves reads at or
+// below its range's closed timestamp (Router). AS OF transactions read
+// through it when the sender has it.
+type NearestSender interface {
+	SendToNearest(ctx context.Context, desc *kv.RangeDescriptor, req *kv.Request) (*kv.Response, error)
+}
+
 // TimestampSource hands out timestamps: each one larger than every
 // timestamp handed out before the call began (cluster's batching TSO client).
 type TimestampSource interface {

@@ -163,7 +163,7 @@ func (it *Iterator) fetch(ctx context.Context) error {
 	if it.reverse {
 		lo, hi = it.start, it.storeNext
 	}
-	rows, resume, err := t.db.storeScan(ctx, lo, hi, ts, it.batch, it.reverse)
+	rows, resume, err := t.db.storeScan(ctx, lo, hi, ts, it.batch, it.reverse, t.followerReads())
 	if err != nil {
 		return err
 	}

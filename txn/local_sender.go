@@ -64,5 +64,11 @@ func (s *LocalStoreSender) SendToRange(ctx context.Context, desc *kv.RangeDescri
 	return s.router.SendToRange(ctx, desc, req)
 }
 
+// SendToNearest implements NearestSender: every replica is local, so it is
+// SendToRange.
+func (s *LocalStoreSender) SendToNearest(ctx context.Context, desc *kv.RangeDescriptor, req *kv.Request) (*kv.Response, error) {
+	return s.router.SendToRange(ctx, desc, req)
+}
+
 // UpdateRange feeds a descriptor (after a split) into the cache.
 func (s *LocalStoreSender) UpdateRange(d *kv.RangeDescriptor) { s.router.UpdateRange(d) }

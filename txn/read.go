@@ -52,7 +52,7 @@ func (t *Txn) Get(ctx context.Context, key []byte) (value []byte, found bool, er
 	if err != nil {
 		return nil, false, err
 	}
-	resp, err := t.db.storeGet(ctx, key, ts)
+	resp, err := t.db.storeGet(ctx, key, ts, t.followerReads())
 	if err != nil {
 		return nil, false, err
 	}
@@ -92,7 +92,7 @@ func (t *Txn) BatchGet(ctx context.Context, keys [][]byte) ([]GetResult, error) 
 				return nil
 			}
 			i := fromStore[j]
-			resp, err := t.db.storeGet(ctx, keys[i], ts)
+			resp, err := t.db.storeGet(ctx, keys[i], ts, t.followerReads())
 			if err != nil {
 				return err
 			}
@@ -134,11 +134,23 @@ func (t *Txn) Scan(ctx context.Context, start, end []byte, limit int, reverse bo
 	return rows, nil
 }
 
-// storeGet reads key at ts, resolving or waiting for locks.
-func (db *DB) storeGet(ctx context.Context, key []byte, ts kv.Timestamp) (*kv.GetResponse, error) {
+// readSender returns how a read at a past timestamp is sent: to the nearest
+// replica when nearest is set and the sender can (follower reads),
+// otherwise to the leader.
+func (db *DB) readSender(nearest bool) func(context.Context, *kv.RangeDescriptor, *kv.Request) (*kv.Response, error) {
+	if ns, ok := db.sender.(NearestSender); ok && nearest {
+		return ns.SendToNearest
+	}
+	return db.sender.SendToRange
+}
+
+// storeGet reads key at ts, resolving or waiting for locks; nearest sends
+// it to the nearest replica (an AS OF read). After a lock, the read goes to
+// the leader: a follower may not have applied the resolution yet.
+func (db *DB) storeGet(ctx context.Context, key []byte, ts kv.Timestamp, nearest bool) (*kv.GetResponse, error) {
 	var w lockWait
 	for {
-		resp, err := sendToKey(ctx, db.sender, key, &kv.Request{Get: &kv.GetRequest{Key: key, ReadTS: ts}})
+		resp, err := sendToKeyVia(ctx, db.sender, key, &kv.Request{Get: &kv.GetRequest{Key: key, ReadTS: ts}}, db.readSender(nearest))
 		if err == nil {
 			if resp.Get == nil {
 				return nil, fmt.Errorf("txn: get %q: empty response", key)
@@ -152,6 +164,7 @@ func (db *DB) storeGet(ctx context.Context, key []byte, ts kv.Timestamp) (*kv.Ge
 		if err := db.handleReadLock(ctx, lock, &w); err != nil {
 			return nil, err
 		}
+		nearest = false
 	}
 }
 
@@ -159,7 +172,7 @@ func (db *DB) storeGet(ctx context.Context, key []byte, ts kv.Timestamp) (*kv.Ge
 // key order (descending when reverse), crossing ranges as needed and
 // resolving locks. resume is where the next page starts ([resume, end)
 // forward, [start, resume) reverse), nil when the span is exhausted.
-func (db *DB) storeScan(ctx context.Context, start, end []byte, ts kv.Timestamp, limit int, reverse bool) (rows []kv.KeyValue, resume []byte, err error) {
+func (db *DB) storeScan(ctx context.Context, start, end []byte, ts kv.Timestamp, limit int, reverse, nearest bool) (rows []kv.KeyValue, resume []byte, err error) {
 	var w lockWait
 	stale := 0
 	lo, hi := start, end
@@ -181,7 +194,7 @@ func (db *DB) storeScan(ctx context.Context, start, end []byte, ts kv.Timestamp,
 		} else if bytes.Compare(desc.EndKey, subHi) < 0 {
 			subHi = desc.EndKey
 		}
-		resp, err := db.sender.SendToRange(ctx, desc, &kv.Request{Scan: &kv.ScanRequest{
+		resp, err := db.readSender(nearest)(ctx, desc, &kv.Request{Scan: &kv.ScanRequest{
 			Start: subLo, End: subHi, ReadTS: ts, Limit: limit - len(rows), Reverse: reverse,
 		}})
 		if err != nil {
@@ -193,6 +206,7 @@ func (db *DB) storeScan(ctx context.Context, start, end []byte, ts kv.Timestamp,
 				if err := db.handleReadLock(ctx, lock, &w); err != nil {
 					return nil, nil, err
 				}
+				nearest = false
 				continue
 			}
 			return nil, nil, fmt.Errorf("txn: scan [%q, %q) in r%d: %w", subLo, subHi, desc.RangeID, err)

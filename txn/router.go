@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumdb/quorumdb/cluster"
@@ -44,6 +45,9 @@ type RouterConfig struct {
 	// InitialBackoff and MaxBackoff shape the wait between retry rounds.
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
+	// LocalNodeID is the node this router runs on: SendToNearest tries its
+	// replica first (0: none).
+	LocalNodeID uint64
 }
 
 // Router is the client side of a cluster's stores: a cache of range
@@ -56,6 +60,75 @@ type Router struct {
 	logger *slog.Logger
 	// anyNode is tried when a descriptor lists no voter (LocalStoreSender).
 	anyNode uint64
+	// Follower reads: served by this node's replica, or sent on to the
+	// leader because the local replica could not serve them.
+	nearestServed, nearestForwarded atomic.Uint64
+}
+
+// RouterStats counts the router's follower-read attempts.
+type RouterStats struct {
+	// NearestServed reads were answered by this node's own replica;
+	// NearestForwarded ones went on to the leader (timestamp not closed
+	// there yet, or the local replica unavailable).
+	NearestServed, NearestForwarded uint64
+}
+
+// Stats returns the router's counters.
+func (r *Router) Stats() RouterStats {
+	return RouterStats{NearestServed: r.nearestServed.Load(), NearestForwarded: r.nearestForwarded.Load()}
+}
+
+// SendToNearest sends a read at a past timestamp to this node's own replica
+// of desc's range when it holds one: any replica serves reads at or below
+// the range's closed timestamp from its own state, without the leader
+// (follower reads; a node cut off from the leader still serves them). When
+// the local replica cannot serve the read (its timestamp is not closed
+// there, or the replica is unavailable), the read goes to the leader as
+// SendToRange sends it.
+func (r *Router) SendToNearest(ctx context.Context, desc *kv.RangeDescriptor, req *kv.Request) (*kv.Response, error) {
+	local := r.cfg.LocalNodeID
+	if _, ok := desc.Replica(local); local == 0 || !ok {
+		return r.SendToRange(ctx, desc, req)
+	}
+	actx, cancel := context.WithTimeout(ctx, r.cfg.AttemptTimeout)
+	resp, err := r.cfg.Nodes.Execute(actx, local, desc.RangeID, req)
+	cancel()
+	switch {
+	case err == nil:
+		r.nearestServed.Add(1)
+		return resp, nil
+	case r.staleDescriptor(desc, err):
+		return nil, err
+	case kv.IsRequestError(err):
+		// The replica's answer (a lock to resolve): as good as the leader's.
+		return nil, err
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("txn: send to r%d: %w", desc.RangeID, ctx.Err())
+	}
+	r.nearestForwarded.Add(1)
+	return r.SendToRange(ctx, desc, req)
+}
+
+// staleDescriptor handles an answer saying desc is out of date (a split
+// moved keys, or the span runs past the range): the cache learns the
+// current descriptors and the caller must regroup its request.
+func (r *Router) staleDescriptor(desc *kv.RangeDescriptor, err error) bool {
+	var (
+		mismatch *kv.EpochMismatchError
+		outside  *kv.KeyOutOfRangeError
+	)
+	switch {
+	case errors.As(err, &mismatch):
+		r.cache.evict(desc)
+		for _, d := range mismatch.Descriptors {
+			r.cache.insert(d)
+		}
+		return true
+	case errors.As(err, &outside):
+		r.cache.evict(desc)
+		return true
+	}
+	return false
 }
 
 // NewRouter returns a Router.
@@ -222,8 +295,6 @@ func (r *Router) SendToRange(ctx context.Context, desc *kv.RangeDescriptor, req 
 		lastErr = err
 		var (
 			notLeader   *kv.NotLeaderError
-			mismatch    *kv.EpochMismatchError
-			outside     *kv.KeyOutOfRangeError
 			missing     *kv.RangeNotFoundError
 			dropped     *kv.ProposalDroppedError
 			unavailable *kv.RangeUnavailableError
@@ -246,14 +317,7 @@ func (r *Router) SendToRange(ctx context.Context, desc *kv.RangeDescriptor, req 
 				}
 			}
 			r.cache.setLeader(desc.RangeID, 0)
-		case errors.As(err, &mismatch):
-			r.cache.evict(desc)
-			for _, d := range mismatch.Descriptors {
-				r.cache.insert(d)
-			}
-			return nil, err
-		case errors.As(err, &outside):
-			r.cache.evict(desc)
+		case r.staleDescriptor(desc, err):
 			return nil, err
 		case errors.As(err, &missing):
 			tried[node] = true

@@ -86,6 +86,11 @@ func (t *Txn) CommitTS() kv.Timestamp {
 	return t.commitTS
 }
 
+// followerReads reports whether the transaction's reads may be served by
+// the nearest replica: an AS OF snapshot reads the past, which any replica
+// serves once that timestamp is closed there.
+func (t *Txn) followerReads() bool { return t.opts.AsOf != 0 }
+
 // ReadOnly reports whether the transaction can write.
 func (t *Txn) ReadOnly() bool { return t.readOnly }
 

@@ -459,6 +459,28 @@ func TestAsOfBelowSafePointRefused(t *testing.T) {
 	}
 }
 
+func TestAsOfInTheFutureRefused(t *testing.T) {
+	db, _ := newTestDB(t, DBConfig{})
+	ctx := context.Background()
+	now, err := db.Clock().GetTimestamp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad *InvalidArgumentError
+	if _, err := db.Begin(ctx, TxnOptions{AsOf: now + kv.MakeTimestamp(60_000, 0)}); !errors.As(err, &bad) {
+		t.Fatalf("AS OF a minute ahead: %v, want InvalidArgumentError", err)
+	}
+	tx, err := db.Begin(ctx, TxnOptions{AsOf: now})
+	if err != nil {
+		t.Fatalf("AS OF now: %v", err)
+	}
+	_ = tx.Rollback(ctx)
+	frt, err := db.FollowerReadTimestamp(ctx)
+	if err != nil || frt >= now || kv.PhysicalMillis(now)-kv.PhysicalMillis(frt) < uint64(DefaultFollowerReadStaleness.Milliseconds()) {
+		t.Fatalf("FollowerReadTimestamp %d (now %d): %v", frt, now, err)
+	}
+}
+
 func TestBatchGetManyKeys(t *testing.T) {
 	db, _ := newTestDB(t, DBConfig{}, "k050")
 	ctx := context.Background()

@@ -1,0 +1,144 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/quorumdb/quorumdb/kv"
+	"github.com/quorumdb/quorumdb/node"
+	"github.com/quorumdb/quorumdb/txn"
+)
+
+// TestFollowerReadsSurviveQuorumLoss: AS OF reads are served by the node's
+// own replica once their timestamp is closed there, without the leader, and
+// keep working on the last node standing after the other two are killed
+// (no quorum, no leader), while current reads fail after a bounded wait.
+func TestFollowerReadsSurviveQuorumLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("in-process cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	lc, err := node.StartLocalCluster(ctx, node.LocalClusterConfig{
+		Nodes:   3,
+		DataDir: t.TempDir(),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Template: node.Config{
+			LivenessTTL:      2 * time.Second,
+			RaftTickInterval: 20 * time.Millisecond,
+			RequestTimeout:   2 * time.Second,
+			Placement:        node.PlacementConfig{Disabled: true},
+		},
+	})
+	if err != nil {
+		t.Fatalf("start cluster: %v", err)
+	}
+	t.Cleanup(func() { _ = lc.Stop(context.Background()) })
+	n1, n3 := lc.Node(1), lc.Node(3)
+	desc, err := n1.Store().ChangeReplicas(ctx, 1, []kv.ReplicaDescriptor{{NodeID: lc.Node(2).ID()}, {NodeID: n3.ID()}}, nil)
+	if err != nil {
+		t.Fatalf("up-replicate r1: %v", err)
+	}
+	if err := n1.Cluster().PublishRanges(ctx, desc); err != nil {
+		t.Fatal(err)
+	}
+	// Node 3 must not lead: its reads are follower reads.
+	if err := n1.Store().TransferLeadership(ctx, 1, n1.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "n1 leads r1", 10*time.Second, func() bool {
+		for _, ri := range n1.Store().RangeInfo() {
+			if ri.RangeID == 1 {
+				return ri.IsLeader
+			}
+		}
+		return false
+	})
+
+	const rows = 20
+	key := func(i int) []byte { return []byte(fmt.Sprintf("fr/k%02d", i)) }
+	if err := n1.DB().Run(ctx, txn.TxnOptions{}, func(ctx context.Context, tx *txn.Txn) error {
+		for i := 0; i < rows; i++ {
+			if err := tx.Put(ctx, key(i), []byte(fmt.Sprintf("v%d", i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	asOf, err := n3.DB().Clock().GetTimestamp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Later writes must stay invisible at asOf.
+	if err := n1.DB().Run(ctx, txn.TxnOptions{}, func(ctx context.Context, tx *txn.Txn) error {
+		return tx.Put(ctx, key(0), []byte("changed"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	readAll := func(db *txn.DB) ([]kv.KeyValue, error) {
+		tx, err := db.Begin(ctx, txn.TxnOptions{AsOf: asOf})
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return tx.Scan(rctx, []byte("fr/"), []byte("fr0"), 0, false)
+	}
+	check := func(got []kv.KeyValue, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("AS OF read: %v", err)
+		}
+		if len(got) != rows || string(got[0].Value) != "v0" || string(got[rows-1].Value) != fmt.Sprintf("v%d", rows-1) {
+			t.Fatalf("AS OF read returned %d rows (first %q), want %d rows of the snapshot", len(got), got[0].Value, rows)
+		}
+	}
+
+	// The first AS OF read goes to the leader (nothing closed yet) and
+	// starts the closing; once node 3's replica has closed asOf, node 3
+	// serves the read itself.
+	check(readAll(n3.DB()))
+	if err := n3.Store().WaitClosed(ctx, 1, asOf); err != nil {
+		t.Fatal(err)
+	}
+	served := n3.Store().Metrics().ClosedReads
+	check(readAll(n3.DB()))
+	if got := n3.Store().Metrics().ClosedReads; got <= served {
+		t.Fatalf("node 3 served no read at the closed timestamp (closed reads %d -> %d)", served, got)
+	}
+	if st := n3.DB().Sender().(*txn.Router).Stats(); st.NearestServed == 0 {
+		t.Fatalf("router stats %+v: no read served by the local replica", st)
+	}
+
+	// Kill the two other nodes: the range has no quorum and no leader.
+	lc.KillNode(1)
+	lc.KillNode(2)
+	start := time.Now()
+	check(readAll(n3.DB()))
+	t.Logf("AS OF read on the last node standing: %v", time.Since(start))
+
+	// A current read cannot be served: it fails after a bounded wait.
+	start = time.Now()
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	tx, err := n3.DB().Begin(rctx, txn.TxnOptions{ReadOnly: true})
+	if err == nil {
+		_, _, err = tx.Get(rctx, key(1))
+		_ = tx.Rollback(rctx)
+	}
+	if err == nil {
+		t.Fatal("a current read succeeded without a quorum")
+	}
+	if rctx.Err() != nil {
+		t.Fatalf("current read without quorum did not fail by itself within 20 s: %v", err)
+	}
+	t.Logf("current read without quorum failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}
