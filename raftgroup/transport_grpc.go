@@ -19,8 +19,9 @@ import (
 
 // The gRPC transport: one long-lived bidirectional stream per destination
 // node carrying batch frames of raft messages (the receiver never answers on
-// it), and one short-lived stream per snapshot (header, chunks, ack). See
-// transport_codec.go for the frame layout.
+// it), beside it a probe stream whose pings and echoes prove the connection
+// alive (transport_liveness.go), and one short-lived stream per snapshot
+// (header, chunks, ack). See transport_codec.go for the frame layout.
 
 const (
 	transportServiceName    = "quorumdb.raftgroup.RaftTransport"
@@ -52,7 +53,25 @@ type GRPCTransportConfig struct {
 	// draining stops once a frame reaches it.
 	MaxFrameBytes int
 	// MaxBackoff caps the wait between reconnection attempts (default 1s).
+	// After a partition heals, the first message gets through within about
+	// MaxBackoff plus one connection attempt (at most 2s on a network that
+	// still drops packets).
 	MaxBackoff time.Duration
+	// ProbeInterval is how often the liveness probe pings a peer while a
+	// raft stream to it is open (default 1s); a negative value disables
+	// probing. Each ping is a few bytes on a stream of its own, so it never
+	// waits behind raft batches blocked on flow control.
+	ProbeInterval time.Duration
+	// ProbeTimeout is how long a ping may go unanswered before the peer
+	// counts as unreachable (default 3s): the raft stream is torn down,
+	// OnUnreachable is called, the queued messages are dropped (raft
+	// retransmits) and the client connection is closed, so the next message
+	// dials a fresh one. A silent partition (packets dropped, no RST) is thus
+	// noticed within ProbeInterval+ProbeTimeout instead of when TCP gives up
+	// (minutes); gRPC's own keepalive cannot go below 10s. Keep it well
+	// above the round-trip time under load: a ping shares the TCP connection
+	// with the raft batches and waits behind whatever is in flight.
+	ProbeTimeout time.Duration
 	// Logger receives connection events (default: discarded).
 	Logger *slog.Logger
 	// Faults injects network faults in tests; nil in production.
@@ -68,6 +87,8 @@ type GRPCTransportStats struct {
 	MessagesSent      uint64 // raft messages written to a stream
 	FramesSent        uint64 // batch frames written (≤ MessagesSent)
 	MessagesDropped   uint64 // refused by Send, cut by faults, or lost with a broken stream
+	ProbesAnswered    uint64 // liveness pings the peers echoed in time
+	PeersUnresponsive uint64 // raft streams torn down because a ping went unanswered
 	MessagesReceived  uint64 // raft messages delivered to the handler
 	FramesReceived    uint64 // batch frames received
 	SnapshotsSent     uint64 // snapshots the receiver acknowledged as applied
@@ -97,6 +118,7 @@ type GRPCTransport struct {
 		messagesSent, framesSent, messagesDropped atomic.Uint64
 		messagesReceived, framesReceived          atomic.Uint64
 		snapshotsSent, snapshotsReceived          atomic.Uint64
+		probesAnswered, peersUnresponsive         atomic.Uint64
 	}
 }
 
@@ -127,6 +149,12 @@ func NewGRPCTransport(cfg GRPCTransportConfig) *GRPCTransport {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = transportDefaultMaxBO
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = transportDefaultProbeInterval
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = transportDefaultProbeTimeout
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -165,6 +193,8 @@ func (t *GRPCTransport) Stats() GRPCTransportStats {
 		MessagesSent:      t.stats.messagesSent.Load(),
 		FramesSent:        t.stats.framesSent.Load(),
 		MessagesDropped:   t.stats.messagesDropped.Load(),
+		ProbesAnswered:    t.stats.probesAnswered.Load(),
+		PeersUnresponsive: t.stats.peersUnresponsive.Load(),
 		MessagesReceived:  t.stats.messagesReceived.Load(),
 		FramesReceived:    t.stats.framesReceived.Load(),
 		SnapshotsSent:     t.stats.snapshotsSent.Load(),
@@ -180,7 +210,7 @@ func (t *GRPCTransport) Register(s *grpc.Server) {
 }
 
 // transportServiceDesc is the hand-written service description (no protoc).
-// Both methods are bidirectional streams of raw frames. A function rather
+// Every method is a bidirectional stream of raw frames. A function rather
 // than a package variable: the package keeps no mutable globals.
 func transportServiceDesc() *grpc.ServiceDesc {
 	return &grpc.ServiceDesc{
@@ -199,13 +229,19 @@ func transportServiceDesc() *grpc.ServiceDesc {
 				ServerStreams: true,
 				ClientStreams: true,
 			},
+			{
+				StreamName:    "Probe",
+				Handler:       func(srv any, s grpc.ServerStream) error { return srv.(*GRPCTransport).serveProbe(s) },
+				ServerStreams: true,
+				ClientStreams: true,
+			},
 		},
 		Metadata: "raftgroup/transport_grpc.go",
 	}
 }
 
-// transportStreamDesc describes both of the transport's streams on the
-// client side (bidirectional).
+// transportStreamDesc describes all of the transport's streams on the client
+// side (bidirectional).
 func transportStreamDesc() *grpc.StreamDesc {
 	return &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 }
@@ -356,9 +392,10 @@ func (t *GRPCTransport) dropQueued(p *transportPeer) {
 	}
 }
 
-// streamToPeer opens one raft stream and sends batches on it until it breaks
-// or the transport closes. sent reports whether any frame went out (the
-// connection worked, so reconnect quickly).
+// streamToPeer opens one raft stream and sends batches on it until it breaks,
+// the liveness probe gives up on the peer, or the transport closes. sent
+// reports whether any frame went out (the connection worked, so reconnect
+// quickly).
 func (t *GRPCTransport) streamToPeer(p *transportPeer) (sent bool, err error) {
 	// Wait for the first message before resolving and opening the stream so
 	// an idle (or removed) destination costs no connection attempts.
@@ -373,12 +410,44 @@ func (t *GRPCTransport) streamToPeer(p *transportPeer) (sent bool, err error) {
 		t.stats.messagesDropped.Add(1)
 		return false, err
 	}
-	ctx, cancel := context.WithCancel(t.ctx)
-	defer cancel()
+	// The prober ends the stream through cancel, with the reason as cause.
+	ctx, cancel := context.WithCancelCause(t.ctx)
+	probing := make(chan struct{})
+	defer func() {
+		cancel(nil)
+		<-probing
+	}()
 	stream, err := cc.NewStream(ctx, transportStreamDesc(), transportRaftMethod)
 	if err != nil {
+		close(probing)
 		t.stats.messagesDropped.Add(1)
 		return false, fmt.Errorf("open raft stream to node %d: %w", p.nodeID, err)
+	}
+	if t.cfg.ProbeInterval > 0 {
+		go func() {
+			defer close(probing)
+			t.probePeer(ctx, cc, p.nodeID, cancel)
+		}()
+	} else {
+		close(probing)
+	}
+	// ended explains why ctx ended: the transport closed, or the prober's
+	// verdict (after which the connection itself is suspect and replaced).
+	ended := func(fallback error) error {
+		if t.ctx.Err() != nil {
+			return t.ctx.Err()
+		}
+		cause := context.Cause(ctx)
+		if cause == nil || errors.Is(cause, context.Canceled) {
+			return fallback
+		}
+		var unresponsive *PeerUnresponsiveError
+		if errors.As(cause, &unresponsive) {
+			t.stats.peersUnresponsive.Add(1)
+			t.log.Warn("peer unresponsive: dropping its raft stream and connection", "peer", p.nodeID, "err", cause)
+			t.dropConn(p.nodeID, cc)
+		}
+		return fmt.Errorf("raft stream to node %d: %w", p.nodeID, cause)
 	}
 	var enc transportBatchEncoder
 	for {
@@ -389,15 +458,19 @@ func (t *GRPCTransport) streamToPeer(p *transportPeer) (sent bool, err error) {
 			if d := t.cfg.Faults.Delay(); d > 0 {
 				timer := time.NewTimer(d)
 				select {
-				case <-t.ctx.Done():
+				case <-ctx.Done():
 					timer.Stop()
-					return sent, t.ctx.Err()
+					t.stats.messagesDropped.Add(uint64(enc.count))
+					return sent, ended(ctx.Err())
 				case <-timer.C:
 				}
 			}
 			frame := grpcRawFrame(enc.buf)
 			if err := stream.SendMsg(&frame); err != nil {
 				t.stats.messagesDropped.Add(uint64(enc.count))
+				if ctx.Err() != nil {
+					return sent, ended(err)
+				}
 				return sent, t.streamError(stream, p.nodeID, err)
 			}
 			sent = true
@@ -405,11 +478,31 @@ func (t *GRPCTransport) streamToPeer(p *transportPeer) (sent bool, err error) {
 			t.stats.messagesSent.Add(uint64(enc.count))
 		}
 		select {
-		case <-t.ctx.Done():
-			_ = stream.CloseSend()
-			return sent, t.ctx.Err()
+		case <-ctx.Done():
+			if t.ctx.Err() != nil {
+				_ = stream.CloseSend()
+			}
+			return sent, ended(ctx.Err())
 		case first = <-p.queue:
 		}
+	}
+}
+
+// dropConn closes the client connection to nodeID if cc is still the one in
+// use, so the next stream dials a fresh TCP connection: a connection whose
+// peer stopped answering may be silently dead, and gRPC would keep using it.
+// Snapshot streams on it fail (they would hang on it otherwise).
+func (t *GRPCTransport) dropConn(nodeID uint64, cc *grpc.ClientConn) {
+	t.mu.Lock()
+	c := t.conns[nodeID]
+	if c == nil || c.cc != cc {
+		t.mu.Unlock()
+		return
+	}
+	delete(t.conns, nodeID)
+	t.mu.Unlock()
+	if err := cc.Close(); err != nil {
+		t.log.Debug("closing the connection of an unresponsive peer", "peer", nodeID, "err", err)
 	}
 }
 

@@ -15,6 +15,9 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // transportTestWait is the bound on every condition a transport test waits for.
@@ -784,4 +787,356 @@ func FuzzTransportDecodeBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// transportTestProxy forwards TCP connections to a target address and can
+// blackhole them: while blackholed it stops moving bytes in both directions
+// (and on connections it accepts meanwhile) without closing anything, as a
+// silent partition does. Bytes it holds are delivered when it resumes, as
+// TCP retransmission would.
+type transportTestProxy struct {
+	lis      net.Listener
+	target   string
+	accepted atomic.Int64
+	done     chan struct{}
+	wg       sync.WaitGroup
+
+	mu     sync.Mutex
+	open   chan struct{} // closed while forwarding
+	closed bool
+	conns  []net.Conn
+}
+
+func startTransportTestProxy(t testing.TB, target string) *transportTestProxy {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("proxy listen: %v", err)
+	}
+	p := &transportTestProxy{lis: lis, target: target, done: make(chan struct{}), open: make(chan struct{})}
+	close(p.open)
+	p.wg.Add(1)
+	go p.acceptLoop()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *transportTestProxy) addr() string { return p.lis.Addr().String() }
+
+func (p *transportTestProxy) blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.open:
+		p.open = make(chan struct{})
+	default:
+	}
+}
+
+func (p *transportTestProxy) resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.open:
+	default:
+		close(p.open)
+	}
+}
+
+func (p *transportTestProxy) gate() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.open
+}
+
+// track registers conns for close; false once the proxy is closed.
+func (p *transportTestProxy) track(conns ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.conns = append(p.conns, conns...)
+	return true
+}
+
+func (p *transportTestProxy) acceptLoop() {
+	defer p.wg.Done()
+	for {
+		client, err := p.lis.Accept()
+		if err != nil {
+			return
+		}
+		p.accepted.Add(1)
+		upstream, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = client.Close()
+			continue
+		}
+		if !p.track(client, upstream) {
+			_ = client.Close()
+			_ = upstream.Close()
+			return
+		}
+		p.wg.Add(2)
+		go p.pump(client, upstream)
+		go p.pump(upstream, client)
+	}
+}
+
+// pump copies src to dst, holding what it read while blackholed; either
+// side failing closes both.
+func (p *transportTestProxy) pump(src, dst net.Conn) {
+	defer p.wg.Done()
+	defer func() {
+		_ = src.Close()
+		_ = dst.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			select {
+			case <-p.gate():
+			case <-p.done:
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *transportTestProxy) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	close(p.done)
+	conns := p.conns
+	p.mu.Unlock()
+	_ = p.lis.Close()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	p.wg.Wait()
+}
+
+// transportTestProbeConfig is a fast liveness probe for tests.
+func transportTestProbeConfig(c *GRPCTransportConfig) {
+	c.ProbeInterval = 50 * time.Millisecond
+	c.ProbeTimeout = 200 * time.Millisecond
+	c.MaxBackoff = 100 * time.Millisecond
+}
+
+func TestGRPCTransportProbeDetectsSilentPartitionAndRecovers(t *testing.T) {
+	book := &transportTestAddrs{}
+	b := startTransportTestNode(t, 2, "127.0.0.1:0", book, nil, transportTestProbeConfig)
+	proxy := startTransportTestProxy(t, b.addr)
+	unreachable := make(chan time.Time, 64)
+	a := startTransportTestNode(t, 1, "127.0.0.1:0", book, nil, func(c *GRPCTransportConfig) {
+		transportTestProbeConfig(c)
+		c.OnUnreachable = func(id uint64) {
+			if id == 2 {
+				select {
+				case unreachable <- time.Now():
+				default:
+				}
+			}
+		}
+	})
+	book.set(2, proxy.addr()) // node 1 reaches node 2 through the proxy only
+	if !a.transport.Send(transportTestMsg(1, 2, 1, 1, raftpb.MessageType_MsgApp)) {
+		t.Fatal("first send dropped")
+	}
+	transportWaitFor(t, "first delivery", func() bool { return len(b.handler.received()) == 1 })
+	transportWaitFor(t, "probes answered", func() bool { return a.transport.Stats().ProbesAnswered >= 3 })
+	if n := len(unreachable); n != 0 {
+		t.Fatalf("OnUnreachable fired %d times on a healthy connection", n)
+	}
+
+	proxy.blackhole()
+	blackholed := time.Now()
+	// Raft keeps sending into the partition; the stream accepts it silently.
+	for i := uint64(2); i <= 5; i++ {
+		a.transport.Send(transportTestMsg(1, 2, 1, i, raftpb.MessageType_MsgApp))
+	}
+	var detected time.Duration
+	select {
+	case at := <-unreachable:
+		detected = at.Sub(blackholed)
+	case <-time.After(transportTestWait):
+		t.Fatal("OnUnreachable never fired during a silent partition")
+	}
+	// The verdict is due ProbeInterval+ProbeTimeout (250ms) after the
+	// partition begins; the slack absorbs a loaded machine. Without the
+	// probe it would take minutes (TCP retransmission timeout).
+	const detectBound = 2 * time.Second
+	if detected > detectBound {
+		t.Fatalf("silent partition detected after %v, want within %v", detected, detectBound)
+	}
+	if s := a.transport.Stats(); s.PeersUnresponsive == 0 {
+		t.Fatalf("stats count no unresponsive peer: %+v", s)
+	}
+
+	// While the partition lasts, raft keeps sending: the sender dials anew
+	// and, when that stalls too, reports the peer unreachable again.
+	var stalled time.Duration
+	index := uint64(100)
+	transportWaitFor(t, "a second unreachable report during the partition", func() bool {
+		index++
+		a.transport.Send(transportTestMsg(1, 2, 1, index, raftpb.MessageType_MsgHeartbeat))
+		select {
+		case at := <-unreachable:
+			stalled = at.Sub(blackholed)
+			return true
+		case <-time.After(10 * time.Millisecond):
+			return false
+		}
+	})
+
+	proxy.resume()
+	healed := time.Now()
+	// Only messages sent after the heal count: the old connection may still
+	// deliver what it held.
+	const afterHeal = 1000
+	index = afterHeal
+	transportWaitFor(t, "delivery after heal", func() bool {
+		index++
+		a.transport.Send(transportTestMsg(1, 2, 1, index, raftpb.MessageType_MsgApp))
+		time.Sleep(5 * time.Millisecond)
+		for _, idx := range b.handler.receivedFrom(1) {
+			if idx > afterHeal {
+				return true
+			}
+		}
+		return false
+	})
+	recovered := time.Since(healed)
+	t.Logf("silent partition detected after %v (probe %v/%v), reported again after %v; first message after heal delivered after %v",
+		detected, 50*time.Millisecond, 200*time.Millisecond, stalled, recovered)
+	if got := proxy.accepted.Load(); got < 2 {
+		t.Fatalf("proxy accepted %d connections: the sender never replaced the dead one", got)
+	}
+}
+
+func TestGRPCTransportProbeKeepsIdleHealthyConnection(t *testing.T) {
+	book := &transportTestAddrs{}
+	b := startTransportTestNode(t, 2, "127.0.0.1:0", book, nil, transportTestProbeConfig)
+	proxy := startTransportTestProxy(t, b.addr)
+	var unreachable atomic.Int64
+	a := startTransportTestNode(t, 1, "127.0.0.1:0", book, nil, func(c *GRPCTransportConfig) {
+		transportTestProbeConfig(c)
+		c.OnUnreachable = func(uint64) { unreachable.Add(1) }
+	})
+	book.set(2, proxy.addr())
+	if !a.transport.Send(transportTestMsg(1, 2, 1, 1, raftpb.MessageType_MsgApp)) {
+		t.Fatal("first send dropped")
+	}
+	transportWaitFor(t, "first delivery", func() bool { return len(b.handler.received()) == 1 })
+	// Idle for at least five probe timeouts, measured in answered probes
+	// (one per 50ms interval) rather than slept.
+	const idleProbes = 5 * 200 / 50
+	transportWaitFor(t, "idle probing", func() bool { return a.transport.Stats().ProbesAnswered >= idleProbes })
+	if n := unreachable.Load(); n != 0 {
+		t.Fatalf("OnUnreachable fired %d times on an idle healthy connection", n)
+	}
+	// Then traffic: the same connection carries it, nothing was torn down.
+	const burst = 500
+	for i := uint64(2); i <= burst+1; i++ {
+		if !a.transport.Send(transportTestMsg(1, 2, 1, i, raftpb.MessageType_MsgApp)) {
+			t.Fatalf("send %d dropped", i)
+		}
+	}
+	transportWaitFor(t, "burst delivered", func() bool { return len(b.handler.received()) == burst+1 })
+	s := a.transport.Stats()
+	if n := unreachable.Load(); n != 0 || s.PeersUnresponsive != 0 || s.MessagesDropped != 0 {
+		t.Fatalf("healthy connection disturbed: %d unreachable reports, stats %+v", n, s)
+	}
+	if got := proxy.accepted.Load(); got != 1 {
+		t.Fatalf("proxy accepted %d connections, want the one connection kept throughout", got)
+	}
+}
+
+func TestGRPCTransportProbeServerEchoesAndEndsSilentStreams(t *testing.T) {
+	book := &transportTestAddrs{}
+	b := startTransportTestNode(t, 2, "127.0.0.1:0", book, nil, nil)
+	cc, err := grpcDial(b.addr, 100*time.Millisecond, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), transportTestWait)
+	defer cancel()
+	open := func(silence string) grpc.ClientStream {
+		t.Helper()
+		sctx := ctx
+		if silence != "" {
+			sctx = metadata.NewOutgoingContext(ctx, metadata.Pairs(transportProbeSilenceKey, silence))
+		}
+		s, err := cc.NewStream(sctx, transportStreamDesc(), transportProbeMethod)
+		if err != nil {
+			t.Fatalf("open probe stream: %v", err)
+		}
+		return s
+	}
+
+	// A ping is echoed with the nodes swapped.
+	s := open("100")
+	for range 3 {
+		ping := transportProbeFrame(7, 2)
+		if err := s.SendMsg(&ping); err != nil {
+			t.Fatalf("send ping: %v", err)
+		}
+		var echo grpcRawFrame
+		if err := s.RecvMsg(&echo); err != nil {
+			t.Fatalf("receive echo: %v", err)
+		}
+		if from, to, err := transportDecodeProbeFrame(echo); err != nil || from != 2 || to != 7 {
+			t.Fatalf("echo from %d to %d (%v), want from 2 to 7", from, to, err)
+		}
+	}
+	// Then silence: the server gives up after the announced 100ms.
+	var f grpcRawFrame
+	if err := s.RecvMsg(&f); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("silent probe stream ended with %v, want DeadlineExceeded", err)
+	}
+
+	// A ping for another node is refused; so is a batch with messages.
+	s = open("")
+	ping := transportProbeFrame(7, 3)
+	if err := s.SendMsg(&ping); err != nil {
+		t.Fatalf("send ping: %v", err)
+	}
+	if err := s.RecvMsg(&f); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("misdirected ping: %v, want FailedPrecondition", err)
+	}
+	s = open("")
+	var enc transportBatchEncoder
+	enc.reset(7, 2)
+	if err := enc.add(1, transportTestMsg(7, 2, 1, 1, raftpb.MessageType_MsgApp).Message); err != nil {
+		t.Fatal(err)
+	}
+	full := grpcRawFrame(enc.buf)
+	if err := s.SendMsg(&full); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if err := s.RecvMsg(&f); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("probe frame with messages: %v, want InvalidArgument", err)
+	}
+	for _, v := range []string{"", "x", "-5", "0"} {
+		md := metadata.MD{}
+		if v != "" {
+			md = metadata.Pairs(transportProbeSilenceKey, v)
+		}
+		if d := transportProbeSilence(metadata.NewIncomingContext(context.Background(), md)); d != 0 {
+			t.Fatalf("silence %q read as %v, want 0 (never give up)", v, d)
+		}
+	}
 }
