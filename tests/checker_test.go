@@ -92,3 +92,29 @@ func TestCheckerRejectsDuplicateValues(t *testing.T) {
 		t.Fatalf("expected a uniqueness error, got %v", err)
 	}
 }
+
+func TestCheckSnapshots(t *testing.T) {
+	h := []TxnRecord{
+		{Name: "a", CommitTS: 10, Writes: map[string]string{"x": "a1", "y": "a2"}},
+		{Name: "b", CommitTS: 20, Writes: map[string]string{"x": "b1"}},
+	}
+	good := []SnapshotRecord{
+		{AsOf: 5, Rows: map[string]string{}},
+		{AsOf: 10, Rows: map[string]string{"x": "a1", "y": "a2"}},
+		{AsOf: 25, Rows: map[string]string{"x": "b1", "y": "a2"}},
+	}
+	if err := CheckSnapshots(h, good); err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string]SnapshotRecord{
+		"a later write":        {AsOf: 15, Rows: map[string]string{"x": "b1", "y": "a2"}},
+		"a lost write":         {AsOf: 25, Rows: map[string]string{"x": "a1", "y": "a2"}},
+		"a missing row":        {AsOf: 25, Rows: map[string]string{"x": "b1"}},
+		"an uncommitted write": {AsOf: 25, Rows: map[string]string{"x": "b1", "y": "a2", "z": "dirty"}},
+		"half a transaction":   {AsOf: 12, Rows: map[string]string{"x": "a1"}},
+	} {
+		if err := CheckSnapshots(h, []SnapshotRecord{bad}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -41,6 +41,14 @@ func TestTxnChaos(t *testing.T) {
 		uncertain []randomTxnOutcome
 		counts    = map[string]int{}
 	)
+	// AS OF snapshots through every node while the faults happen: follower
+	// reads at closed timestamps must agree with the committed history.
+	auditor := startSnapshotAuditor(ctx, func(i int) *txn.DB {
+		if n := lc.Node(1 + i%3); n != nil {
+			return n.DB()
+		}
+		return nil
+	}, "chaos/", *txnSeed)
 	var wg sync.WaitGroup
 	for w := 0; w < 6; w++ {
 		wg.Add(1)
@@ -101,7 +109,15 @@ func TestTxnChaos(t *testing.T) {
 		time.Sleep(time.Duration(500+frng.IntN(1000)) * time.Millisecond) // healthy this long
 	}
 	wg.Wait()
+	snaps, snapFailed := auditor.stop()
 	faults.Heal()
+	var nearest txn.RouterStats
+	for _, n := range lc.Nodes() {
+		st := n.DB().Sender().(*txn.Router).Stats()
+		nearest.NearestServed += st.NearestServed
+		nearest.NearestForwarded += st.NearestForwarded
+	}
+	t.Logf("AS OF reads since the nodes' last start: %d served by the local replica, %d forwarded to the leader", nearest.NearestServed, nearest.NearestForwarded)
 
 	// Learn the fate of every uncertain commit at its primary (the first key
 	// in key order); a pending one is rolled back once its TTL runs out.
@@ -120,11 +136,14 @@ func TestTxnChaos(t *testing.T) {
 			counts["uncertain, committed"]++
 		}
 	}
-	t.Logf("seed %d, %v, %d faults: %v", *txnSeed, *txnChaos, faultsDone, counts)
+	t.Logf("seed %d, %v, %d faults: %v; %d AS OF snapshots audited, %d reads failed during faults", *txnSeed, *txnChaos, faultsDone, counts, len(snaps), snapFailed)
 	if counts["committed"] == 0 {
 		t.Fatal("nothing committed")
 	}
 	if err := CheckSerializable(history); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckSnapshots(history, snaps); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -46,6 +46,7 @@ func runRandomHistory(t *testing.T, dbs []*txn.DB, prefix string) {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	auditor := startSnapshotAuditor(ctx, func(i int) *txn.DB { return dbs[i%len(dbs)] }, prefix, *txnSeed)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -71,16 +72,94 @@ func runRandomHistory(t *testing.T, dbs []*txn.DB, prefix string) {
 		}()
 	}
 	wg.Wait()
+	snaps, failed := auditor.stop()
 	if t.Failed() {
 		return
 	}
-	t.Logf("seed %d: %d committed, %d aborted", *txnSeed, committed.Load(), aborted.Load())
+	t.Logf("seed %d: %d committed, %d aborted; %d AS OF snapshots audited (%d reads failed)", *txnSeed, committed.Load(), aborted.Load(), len(snaps), failed)
+	if failed > 0 {
+		t.Errorf("%d AS OF snapshot reads failed without faults", failed)
+	}
+	if err := CheckSnapshots(history, snaps); err != nil {
+		t.Fatal(err)
+	}
 	if committed.Load() < workers*txnsPerWork/4 {
 		t.Fatalf("only %d of %d transactions committed", committed.Load(), workers*txnsPerWork)
 	}
 	if err := CheckSerializable(history); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// snapshotAuditor reads the whole key space under a prefix AS OF recent
+// timestamps (up to 1.5 s old: some served by the nearest replica at a
+// closed timestamp, some by the leader), through every DB in turn, until
+// stopped; CheckSnapshots compares them with the committed history. dbAt
+// returns the i-th reader's DB (nil: none right now).
+type snapshotAuditor struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	snaps  []SnapshotRecord
+	failed int
+}
+
+func startSnapshotAuditor(ctx context.Context, dbAt func(i int) *txn.DB, prefix string, seed uint64) *snapshotAuditor {
+	ctx, cancel := context.WithCancel(ctx)
+	a := &snapshotAuditor{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		rng := rand.New(rand.NewPCG(seed, 99))
+		for i := 0; ctx.Err() == nil; i++ {
+			db := dbAt(i)
+			if db == nil {
+				continue
+			}
+			now, err := db.Clock().GetTimestamp(ctx)
+			if err != nil {
+				continue
+			}
+			asOf := now - kv.MakeTimestamp(uint64(rng.IntN(1500)), 0)
+			rows, err := readSnapshot(ctx, db, prefix, asOf)
+			if err != nil {
+				if ctx.Err() == nil {
+					a.failed++
+				}
+				continue
+			}
+			a.snaps = append(a.snaps, SnapshotRecord{AsOf: asOf, Rows: rows})
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(5+rng.IntN(20)) * time.Millisecond):
+			}
+		}
+	}()
+	return a
+}
+
+// stop ends the auditing and returns what it read.
+func (a *snapshotAuditor) stop() ([]SnapshotRecord, int) {
+	a.cancel()
+	<-a.done
+	return a.snaps, a.failed
+}
+
+func readSnapshot(ctx context.Context, db *txn.DB, prefix string, asOf kv.Timestamp) (map[string]string, error) {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tx, err := db.Begin(rctx, txn.TxnOptions{AsOf: asOf})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	kvs, err := tx.Scan(rctx, []byte(prefix), []byte(prefix+"\xff"), 0, false)
+	if err != nil {
+		return nil, err
+	}
+	rows := make(map[string]string, len(kvs))
+	for _, r := range kvs {
+		rows[string(r.Key)] = string(r.Value)
+	}
+	return rows, nil
 }
 
 // randomTxnOutcome is what one random transaction did.
