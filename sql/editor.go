@@ -119,7 +119,7 @@ type statementState struct {
 // sql.NewUniqueKeyErr with the existing row (REPLACE and ON DUPLICATE KEY
 // UPDATE read it).
 func (e *editor) Insert(ctx *gms.Context, row gms.Row) error {
-	_, kvt, err := writeTxn(ctx)
+	_, kvt, err := e.t.writeTxn(ctx)
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func (e *editor) checkUnique(ctx *gms.Context, w stmtWriter, row gms.Row, self [
 
 // Delete removes the row.
 func (e *editor) Delete(ctx *gms.Context, row gms.Row) error {
-	_, kvt, err := writeTxn(ctx)
+	_, kvt, err := e.t.writeTxn(ctx)
 	if err != nil {
 		return err
 	}
@@ -264,7 +264,7 @@ func (e *editor) Delete(ctx *gms.Context, row gms.Row) error {
 
 // Update replaces old by new, moving index entries whose keys changed.
 func (e *editor) Update(ctx *gms.Context, old, new gms.Row) error {
-	_, kvt, err := writeTxn(ctx)
+	_, kvt, err := e.t.writeTxn(ctx)
 	if err != nil {
 		return err
 	}
@@ -326,7 +326,7 @@ func (e *editor) Update(ctx *gms.Context, old, new gms.Row) error {
 
 // Truncate deletes every row (and index entry) and restarts AUTO_INCREMENT.
 func (t *Table) Truncate(ctx *gms.Context) (int, error) {
-	_, kvt, err := writeTxn(ctx)
+	_, kvt, err := t.writeTxn(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -22,6 +22,8 @@ type Session struct {
 	// error without calling Rollback (clearAutocommitTransaction); the next
 	// StartTransaction or ValidateSession rolls such a leftover back.
 	open *Transaction
+	// asOf holds the AS OF snapshots of the running statement (asof.go).
+	asOf statementSnapshots
 }
 
 var _ gms.TransactionSession = (*Session)(nil)
@@ -167,6 +169,7 @@ func (s *Session) ValidateSession(ctx *gms.Context) error {
 		}
 	}
 	s.abandonOpenIfDetached(ctx)
+	s.asOf.startStatement(ctx)
 	return s.BaseSession.ValidateSession(ctx)
 }
 
@@ -190,6 +193,7 @@ func (s *Session) inExplicitTxn(ctx *gms.Context) bool {
 
 // Close ends the session, rolling back whatever it left open.
 func (s *Session) Close(ctx context.Context) {
+	s.asOf.endAll()
 	s.abandonOpen(ctx)
 	if tx := s.GetTransaction(); tx != nil {
 		if t, ok := tx.(*Transaction); ok {

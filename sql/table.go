@@ -26,6 +26,9 @@ type Table struct {
 	// ownWrites: reads see the running statement's writes (tables reached
 	// through the foreign key editor); plain scans do not (stmtOverlay).
 	ownWrites bool
+	// asOf: the table is read AS OF a past timestamp (asof.go): scans
+	// read in that snapshot, writes are refused.
+	asOf *asOfRead
 }
 
 var (
@@ -130,12 +133,12 @@ func (t *Table) PartitionRows(ctx *gms.Context, part gms.Partition) (gms.RowIter
 	if !ok {
 		return nil, fmt.Errorf("qsql: foreign partition %T", part)
 	}
-	kvt, release, err := readTxn(ctx)
+	kvt, release, err := t.scanTxn(ctx)
 	if err != nil {
 		return nil, err
 	}
 	w := stmtWriter{kvt: kvt}
-	if t.ownWrites {
+	if t.ownWrites && t.asOf == nil {
 		w = writerFor(ctx, kvt)
 	}
 	return &rowIter{t: t, p: p, w: w, release: release, batch: t.db.srv.cfg.ScanBatchSize}, nil

@@ -51,7 +51,7 @@ func (t *Table) AutoIncrementSetter(*gms.Context) gms.AutoIncrementSetter {
 type autoIncSetter struct{ t *Table }
 
 func (s *autoIncSetter) SetAutoIncrementValue(ctx *gms.Context, v uint64) error {
-	_, kvt, err := writeTxn(ctx)
+	_, kvt, err := s.t.writeTxn(ctx)
 	if err != nil {
 		return err
 	}
