@@ -281,3 +281,23 @@ func TestClosedTimestampSurvivesRestart(t *testing.T) {
 		t.Fatalf("restarted follower alone, read at %d: %+v, %v", closed, resp, err)
 	}
 }
+
+func TestReadFarInTheFutureRefused(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.bootstrap(testDescriptor(1, 1))
+	c.waitLeader(1, 5*time.Second)
+	ctx := testCtx(t, 5*time.Second)
+	future := kv.MakeTimestamp(uint64(time.Now().Add(time.Hour).UnixMilli()), 0)
+	_, err := c.store(1).Execute(ctx, 1, &kv.Request{Get: &kv.GetRequest{Key: []byte("k"), ReadTS: future}})
+	if !errors.As(err, new(*kv.InvalidRequestError)) {
+		t.Fatalf("read an hour ahead: %v, want InvalidRequestError", err)
+	}
+	// It did not push max_read_ts: a 1PC commits at its own timestamp.
+	start := c.now()
+	resp, err := c.store(1).Execute(ctx, 1, &kv.Request{OnePhaseCommit: &kv.OnePhaseCommitRequest{
+		Mutations: []kv.Mutation{{Op: kv.OpPut, Key: []byte("k"), Value: []byte("v")}}, StartTS: start, CommitTS: c.now(),
+	}})
+	if err != nil || resp.OnePhaseCommit.CommitTS >= future {
+		t.Fatalf("1PC after the refused read: %+v, %v", resp, err)
+	}
+}

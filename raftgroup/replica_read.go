@@ -3,7 +3,9 @@ package raftgroup
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"sync"
+	"time"
 
 	"go.etcd.io/raft/v3"
 
@@ -33,6 +35,9 @@ func (r *Replica) executeRead(ctx context.Context, req *kv.Request) (*kv.Respons
 	// its own state; everything else is the leader's, after a ReadIndex.
 	if resp, served, err := r.serveClosedRead(req); served {
 		return resp, err
+	}
+	if err := r.store.checkReadTimestamp(req, time.Now()); err != nil {
+		return nil, err
 	}
 	if err := r.waitLeadership(ctx); err != nil {
 		return nil, err
@@ -93,6 +98,25 @@ func (r *Replica) executeRead(ctx context.Context, req *kv.Request) (*kv.Respons
 	}
 	r.store.metrics.reads.Add(1)
 	return resp, nil
+}
+
+// maxReadTimestampLead bounds how far ahead of this node's wall clock a
+// read's timestamp may be. The leader's max_read_ts takes every served
+// read's timestamp, and later 1PCs commit above it and wait for the oracle
+// to pass it: one read at an absurd timestamp would stall every write of
+// the range until then. Oracle timestamps are wall-clock milliseconds, so
+// only a broken client or a wildly skewed clock comes near this.
+const maxReadTimestampLead = 10 * time.Second
+
+func (s *Store) checkReadTimestamp(req *kv.Request, now time.Time) error {
+	ts := readTimestamp(req)
+	if ts == 0 {
+		return nil
+	}
+	if lead := int64(kv.PhysicalMillis(ts)) - now.UnixMilli(); lead > maxReadTimestampLead.Milliseconds() {
+		return &kv.InvalidRequestError{Reason: fmt.Sprintf("read timestamp %d is %d ms ahead of node %d's clock (at most %v allowed)", ts, lead, s.cfg.NodeID, maxReadTimestampLead)}
+	}
+	return nil
 }
 
 // latchedLocked reports whether any of spans holds a latch, and the channel
