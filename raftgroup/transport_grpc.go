@@ -54,23 +54,28 @@ type GRPCTransportConfig struct {
 	MaxFrameBytes int
 	// MaxBackoff caps the wait between reconnection attempts (default 1s).
 	// After a partition heals, the first message gets through within about
-	// MaxBackoff plus one connection attempt (at most 2s on a network that
-	// still drops packets).
+	// MaxBackoff plus what is left of the connection attempt under way (one
+	// attempt gives up after 2s when the network still drops packets).
 	MaxBackoff time.Duration
 	// ProbeInterval is how often the liveness probe pings a peer while a
 	// raft stream to it is open (default 1s); a negative value disables
-	// probing. Each ping is a few bytes on a stream of its own, so it never
-	// waits behind raft batches blocked on flow control.
+	// probing. Each ping is a few bytes on a stream of its own on the same
+	// connection, so it never waits behind a raft batch blocked on flow
+	// control. Probes ignore Faults: injected faults drop messages on a
+	// healthy connection, which is no dead peer.
 	ProbeInterval time.Duration
-	// ProbeTimeout is how long a ping may go unanswered before the peer
-	// counts as unreachable (default 3s): the raft stream is torn down,
-	// OnUnreachable is called, the queued messages are dropped (raft
-	// retransmits) and the client connection is closed, so the next message
-	// dials a fresh one. A silent partition (packets dropped, no RST) is thus
-	// noticed within ProbeInterval+ProbeTimeout instead of when TCP gives up
-	// (minutes); gRPC's own keepalive cannot go below 10s. Keep it well
-	// above the round-trip time under load: a ping shares the TCP connection
-	// with the raft batches and waits behind whatever is in flight.
+	// ProbeTimeout is how long the peer may stay silent (no echo since the
+	// probe stream opened or since the last echo) before it counts as
+	// unreachable (default 3s; raised to twice ProbeInterval if lower, so a
+	// ping always has at least one interval to come back). Then the raft
+	// stream is torn down, OnUnreachable is called, the queued messages are
+	// dropped (raft retransmits) and the client connection is closed, so the
+	// next message dials a fresh one. A silent partition (packets dropped, no
+	// RST) is thus noticed about ProbeTimeout after it begins instead of when
+	// TCP gives up (minutes); gRPC's keepalive cannot go below 10s. Keep
+	// ProbeTimeout-ProbeInterval well above the round-trip time under load:
+	// a ping shares the TCP connection with the raft batches and waits
+	// behind whatever is already in flight.
 	ProbeTimeout time.Duration
 	// Logger receives connection events (default: discarded).
 	Logger *slog.Logger
@@ -155,6 +160,11 @@ func NewGRPCTransport(cfg GRPCTransportConfig) *GRPCTransport {
 	}
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = transportDefaultProbeTimeout
+	}
+	// A ping goes out ProbeInterval after the last echo and must be back
+	// ProbeTimeout after it: leave it at least one interval.
+	if cfg.ProbeInterval > 0 && cfg.ProbeTimeout < 2*cfg.ProbeInterval {
+		cfg.ProbeTimeout = 2 * cfg.ProbeInterval
 	}
 	log := cfg.Logger
 	if log == nil {

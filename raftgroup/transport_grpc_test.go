@@ -963,9 +963,14 @@ func TestGRPCTransportProbeDetectsSilentPartitionAndRecovers(t *testing.T) {
 
 	proxy.blackhole()
 	blackholed := time.Now()
-	// Raft keeps sending into the partition; the stream accepts it silently.
-	for i := uint64(2); i <= 5; i++ {
-		a.transport.Send(transportTestMsg(1, 2, 1, i, raftpb.MessageType_MsgApp))
+	// Raft keeps sending into the partition, more than the connection's
+	// buffers and flow-control windows hold, so the raft stream's sender
+	// ends up blocked in SendMsg: the probe must not depend on it.
+	payload := make([]byte, 256<<10)
+	for i := uint64(2); i <= 200; i++ {
+		m := transportTestMsg(1, 2, 1, i, raftpb.MessageType_MsgApp)
+		m.Message.Entries = []*raftpb.Entry{{Index: new(i), Term: new(uint64(7)), Data: payload}}
+		a.transport.Send(m)
 	}
 	var detected time.Duration
 	select {
@@ -974,16 +979,19 @@ func TestGRPCTransportProbeDetectsSilentPartitionAndRecovers(t *testing.T) {
 	case <-time.After(transportTestWait):
 		t.Fatal("OnUnreachable never fired during a silent partition")
 	}
-	// The verdict is due ProbeInterval+ProbeTimeout (250ms) after the
-	// partition begins; the slack absorbs a loaded machine. Without the
+	// The verdict is due ProbeTimeout (200ms) after the last echo, so at
+	// most that long after the partition begins; the slack absorbs a loaded
+	// machine. Without the
 	// probe it would take minutes (TCP retransmission timeout).
 	const detectBound = 2 * time.Second
 	if detected > detectBound {
 		t.Fatalf("silent partition detected after %v, want within %v", detected, detectBound)
 	}
-	if s := a.transport.Stats(); s.PeersUnresponsive == 0 {
+	s := a.transport.Stats()
+	if s.PeersUnresponsive == 0 {
 		t.Fatalf("stats count no unresponsive peer: %+v", s)
 	}
+	t.Logf("at the verdict: %d of 200 messages written to the stream, %d dropped", s.MessagesSent, s.MessagesDropped)
 
 	// While the partition lasts, raft keeps sending: the sender dials anew
 	// and, when that stalls too, reports the peer unreachable again.
@@ -1031,8 +1039,13 @@ func TestGRPCTransportProbeKeepsIdleHealthyConnection(t *testing.T) {
 	b := startTransportTestNode(t, 2, "127.0.0.1:0", book, nil, transportTestProbeConfig)
 	proxy := startTransportTestProxy(t, b.addr)
 	var unreachable atomic.Int64
+	// A longer timeout than the detection test's: a false verdict fails
+	// this test, and a loaded machine (or the race detector) can stall a
+	// goroutine for a good fraction of 200ms.
+	const probeTimeout = 400 * time.Millisecond
 	a := startTransportTestNode(t, 1, "127.0.0.1:0", book, nil, func(c *GRPCTransportConfig) {
 		transportTestProbeConfig(c)
+		c.ProbeTimeout = probeTimeout
 		c.OnUnreachable = func(uint64) { unreachable.Add(1) }
 	})
 	book.set(2, proxy.addr())
@@ -1040,9 +1053,9 @@ func TestGRPCTransportProbeKeepsIdleHealthyConnection(t *testing.T) {
 		t.Fatal("first send dropped")
 	}
 	transportWaitFor(t, "first delivery", func() bool { return len(b.handler.received()) == 1 })
-	// Idle for at least five probe timeouts, measured in answered probes
-	// (one per 50ms interval) rather than slept.
-	const idleProbes = 5 * 200 / 50
+	// Idle for at least four probe timeouts, measured in answered probes
+	// (at most one per 50ms interval) rather than slept.
+	const idleProbes = uint64(4 * probeTimeout / (50 * time.Millisecond))
 	transportWaitFor(t, "idle probing", func() bool { return a.transport.Stats().ProbesAnswered >= idleProbes })
 	if n := unreachable.Load(); n != 0 {
 		t.Fatalf("OnUnreachable fired %d times on an idle healthy connection", n)

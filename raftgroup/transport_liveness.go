@@ -27,8 +27,9 @@ import (
 // So while a raft stream to a peer is open, a prober sends a ping every
 // ProbeInterval on a stream of its own (RaftTransport/Probe) on the same
 // client connection, with at most one ping outstanding; the peer echoes each
-// ping. A ping unanswered for ProbeTimeout makes the sender tear the raft
-// stream down, report the peer unreachable (OnUnreachable), drop what was
+// ping. When nothing was heard from the peer for ProbeTimeout (the stream
+// opened or the last echo came that long ago, and the ping sent since is
+// still unanswered), the sender tears the raft stream down, report the peer unreachable (OnUnreachable), drop what was
 // queued for it (raft retransmits) and close the client connection, so the
 // next message dials a fresh TCP connection instead of waiting on the dead
 // one.
@@ -60,9 +61,8 @@ const (
 	transportProbeSilenceKey = "quorumdb-probe-silence-ms"
 )
 
-// PeerUnresponsiveError is the cause a raft stream ends with when the peer
-// left a liveness probe unanswered for the configured ProbeTimeout (or
-// Stage says which step of the probe got stuck).
+// PeerUnresponsiveError is the cause a raft stream ends with when the
+// liveness probe heard nothing from the peer for the configured ProbeTimeout.
 type PeerUnresponsiveError struct {
 	NodeID  uint64
 	Stage   string // "opening the probe stream" or "waiting for a ping's echo"
@@ -70,7 +70,7 @@ type PeerUnresponsiveError struct {
 }
 
 func (e *PeerUnresponsiveError) Error() string {
-	return fmt.Sprintf("raftgroup: node %d unresponsive: no progress %s within %v", e.NodeID, e.Stage, e.Timeout)
+	return fmt.Sprintf("raftgroup: node %d unresponsive: nothing heard for %v (%s)", e.NodeID, e.Timeout, e.Stage)
 }
 
 // transportProbeFrame is a ping (from this node to the peer) or, with the
@@ -134,11 +134,15 @@ func (t *GRPCTransport) probePeer(ctx context.Context, cc *grpc.ClientConn, node
 
 	ping := transportProbeFrame(t.cfg.NodeID, nodeID)
 	waitEcho := unresponsive("waiting for a ping's echo")
+	lastHeard := time.Now()
 	for {
 		sentAt := time.Now()
-		// The deadline runs on a timer, not in this loop, so even a SendMsg
-		// stuck on a dead connection cannot postpone the verdict.
-		deadline := time.AfterFunc(timeout, waitEcho)
+		// The verdict is due ProbeTimeout after the peer was last heard
+		// from, which leaves this ping about ProbeTimeout-ProbeInterval to
+		// come back (NewGRPCTransport keeps that at least ProbeInterval). It
+		// runs on a timer, not in this loop, so even a SendMsg stuck on a
+		// dead connection cannot postpone it.
+		deadline := time.AfterFunc(lastHeard.Add(timeout).Sub(sentAt), waitEcho)
 		if err := stream.SendMsg(&ping); err != nil {
 			deadline.Stop()
 			if ctx.Err() == nil {
@@ -155,6 +159,7 @@ func (t *GRPCTransport) probePeer(ctx context.Context, cc *grpc.ClientConn, node
 		if !deadline.Stop() {
 			return // the echo came after the verdict
 		}
+		lastHeard = time.Now()
 		t.stats.probesAnswered.Add(1)
 		if wait := interval - time.Since(sentAt); wait > 0 {
 			timer := time.NewTimer(wait)
