@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1151,5 +1153,82 @@ func TestGRPCTransportProbeServerEchoesAndEndsSilentStreams(t *testing.T) {
 		if d := transportProbeSilence(metadata.NewIncomingContext(context.Background(), md)); d != 0 {
 			t.Fatalf("silence %q read as %v, want 0 (never give up)", v, d)
 		}
+	}
+}
+
+// transportLogCapture is a slog handler that keeps the messages logged.
+type transportLogCapture struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (c *transportLogCapture) Enabled(context.Context, slog.Level) bool { return true }
+
+func (c *transportLogCapture) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.msgs = append(c.msgs, r.Message)
+	return nil
+}
+
+func (c *transportLogCapture) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *transportLogCapture) WithGroup(string) slog.Handler      { return c }
+
+func (c *transportLogCapture) logged(prefix string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.msgs {
+		if strings.HasPrefix(m, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestGRPCTransportProbeLeavesPeerWithoutProbeMethodAlone(t *testing.T) {
+	book := &transportTestAddrs{}
+	// Node 2 serves the raft and snapshot methods only, as a version
+	// without probes would.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &transportTestHandler{}
+	old := NewGRPCTransport(GRPCTransportConfig{NodeID: 2, Resolver: book.resolve, Handler: h})
+	desc := transportServiceDesc()
+	var streams []grpc.StreamDesc
+	for _, sd := range desc.Streams {
+		if sd.StreamName != "Probe" {
+			streams = append(streams, sd)
+		}
+	}
+	desc.Streams = streams
+	srv := grpc.NewServer(GRPCServerOptions()...)
+	srv.RegisterService(desc, old)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		_ = old.Close()
+	})
+	book.set(2, lis.Addr().String())
+
+	logs := &transportLogCapture{}
+	var unreachable atomic.Int64
+	a := startTransportTestNode(t, 1, "127.0.0.1:0", book, nil, func(c *GRPCTransportConfig) {
+		transportTestProbeConfig(c)
+		c.Logger = slog.New(logs)
+		c.OnUnreachable = func(uint64) { unreachable.Add(1) }
+	})
+	if !a.transport.Send(transportTestMsg(1, 2, 1, 1, raftpb.MessageType_MsgApp)) {
+		t.Fatal("send dropped")
+	}
+	transportWaitFor(t, "first delivery", func() bool { return len(h.received()) == 1 })
+	transportWaitFor(t, "the prober giving up on the peer", func() bool { return logs.logged("peer does not answer liveness probes") })
+	if !a.transport.Send(transportTestMsg(1, 2, 1, 2, raftpb.MessageType_MsgApp)) {
+		t.Fatal("send dropped")
+	}
+	transportWaitFor(t, "second delivery", func() bool { return len(h.received()) == 2 })
+	if n, s := unreachable.Load(), a.transport.Stats(); n != 0 || s.PeersUnresponsive != 0 || s.MessagesDropped != 0 {
+		t.Fatalf("a peer without probes was treated as dead: %d unreachable reports, stats %+v", n, s)
 	}
 }

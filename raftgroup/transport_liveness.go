@@ -113,23 +113,19 @@ func (t *GRPCTransport) probePeer(ctx context.Context, cc *grpc.ClientConn, node
 		return
 	}
 	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-		case status.Code(err) == codes.Unimplemented:
-			t.log.Warn("peer does not answer liveness probes; a silent partition towards it goes unnoticed", "peer", nodeID)
-		default:
+		if ctx.Err() == nil {
 			dead(fmt.Errorf("open probe stream to node %d: %w", nodeID, err))
 		}
 		return
 	}
 	echoes := make(chan struct{}, 1)
+	// received is closed when the receive goroutine returns: after ctx
+	// ended, after it called dead, or when the peer has no probe method.
 	received := make(chan struct{})
 	go func() {
 		defer close(received)
 		t.receiveProbeEchoes(ctx, stream, nodeID, echoes, dead)
 	}()
-	// The receive goroutine's RecvMsg returns once ctx ends; every return
-	// below happens after ctx ended or dead cancelled it.
 	defer func() { <-received }()
 
 	ping := transportProbeFrame(t.cfg.NodeID, nodeID)
@@ -144,15 +140,25 @@ func (t *GRPCTransport) probePeer(ctx context.Context, cc *grpc.ClientConn, node
 		// dead connection cannot postpone it.
 		deadline := time.AfterFunc(lastHeard.Add(timeout).Sub(sentAt), waitEcho)
 		if err := stream.SendMsg(&ping); err != nil {
-			deadline.Stop()
-			if ctx.Err() == nil {
-				dead(fmt.Errorf("probe stream to node %d: %w", nodeID, t.probeStreamError(stream, err)))
+			// io.EOF: the server ended the stream, and the receive goroutine
+			// (the only one that may call RecvMsg) is learning why.
+			if errors.Is(err, io.EOF) {
+				select {
+				case <-ctx.Done():
+				case <-received:
+				}
+			} else if ctx.Err() == nil {
+				dead(fmt.Errorf("probe stream to node %d: %w", nodeID, err))
 			}
+			deadline.Stop()
 			return
 		}
 		select {
 		case <-ctx.Done():
 			deadline.Stop()
+			return
+		case <-received:
+			deadline.Stop() // the peer cannot be probed
 			return
 		case <-echoes:
 		}
@@ -173,28 +179,21 @@ func (t *GRPCTransport) probePeer(ctx context.Context, cc *grpc.ClientConn, node
 	}
 }
 
-// probeStreamError turns a failed SendMsg into the stream's real status
-// (SendMsg says io.EOF when the server ended the stream).
-func (t *GRPCTransport) probeStreamError(stream grpc.ClientStream, err error) error {
-	if errors.Is(err, io.EOF) {
-		var discard grpcRawFrame
-		if rerr := stream.RecvMsg(&discard); rerr != nil && !errors.Is(rerr, io.EOF) {
-			return rerr
-		}
-	}
-	return err
-}
-
 // receiveProbeEchoes reads echoes until the stream ends, signalling each on
-// echoes; a malformed echo or a broken stream is reported through dead.
+// echoes; a malformed echo or a broken stream is reported through dead. A
+// peer without the probe method (another version) is left unprobed: its
+// raft stream works and only a silent partition goes unnoticed.
 func (t *GRPCTransport) receiveProbeEchoes(ctx context.Context, stream grpc.ClientStream, nodeID uint64, echoes chan<- struct{}, dead context.CancelCauseFunc) {
 	for {
 		var frame grpcRawFrame
 		if err := stream.RecvMsg(&frame); err != nil {
-			if ctx.Err() == nil {
-				if errors.Is(err, io.EOF) {
-					err = errors.New("peer ended the probe stream")
-				}
+			switch {
+			case ctx.Err() != nil:
+			case status.Code(err) == codes.Unimplemented:
+				t.log.Warn("peer does not answer liveness probes; a silent partition towards it goes unnoticed", "peer", nodeID)
+			case errors.Is(err, io.EOF):
+				dead(fmt.Errorf("probe stream to node %d: peer ended it", nodeID))
+			default:
 				dead(fmt.Errorf("probe stream to node %d: %w", nodeID, err))
 			}
 			return
