@@ -154,6 +154,7 @@ func newEngineServer(cfg Config) (*Server, error) {
 	s.provider = newProvider(s)
 	a := analyzer.NewDefault(s.provider)
 	s.engine = sqle.New(a, &sqle.Config{VersionPostfix: cfg.Version, IncludeRootAccount: cfg.RootPassword == ""})
+	s.engine.Parser = asOfParser{Parser: s.engine.Parser}
 	s.grants = &grantsSync{srv: s}
 	if err := s.grants.reload(context.Background()); err != nil {
 		return nil, err
