@@ -241,6 +241,11 @@ func TestAsOfRefusals(t *testing.T) {
 		t.Fatalf("AS OF ? in a prepared statement: want 1105, got %v", err)
 	}
 	expectRows(t, c, fmt.Sprintf("SELECT v FROM t AS OF '%d'", past), "[[10]]")
+
+	// A dropped table is still there in the past.
+	mustExec(t, c, "DROP TABLE t")
+	expectCode(t, c, "SELECT v FROM t", 1146, "")
+	expectRows(t, c, fmt.Sprintf("SELECT v FROM t AS OF %d", past), "[[10]]")
 	waitMinActive(t, db, "after refused statements", func(ts kv.Timestamp) bool { return ts == 0 })
 }
 

@@ -29,6 +29,11 @@
 //   - Index access: sql.MySQLRangeCollection → KV spans (index_ranges.go).
 //   - ALTER TABLE (columns, indexes with backfill, primary key, checks,
 //     foreign keys), views, triggers and stored procedures (stored as JSON).
+//   - Stale reads (asof.go, asof_parse.go): SELECT … FROM t AS OF <datetime
+//     or hybrid timestamp> through sql.VersionedDatabase; the table's
+//     definition and rows are read in a read-only txn.TxnOptions{AsOf}
+//     snapshot, one per timestamp per statement; writes through such a
+//     table are refused (1036).
 //   - The wire boundary (handler.go, errmap.go): MySQL error codes instead of
 //     the engine's 1105 fallback, and transparent retry of autocommit
 //     statements that hit a serialization conflict before sending anything.
@@ -59,6 +64,11 @@
 //   - A statement's table scans read the state as of the statement's start;
 //     its own writes (held in the statement overlay until it completes) are
 //     seen only by the editors' checks and the foreign key editor.
+//   - Every AS OF snapshot transaction is rolled back when its statement's
+//     context ends, at the latest when the session's next (not nested)
+//     statement starts or the session closes: none outlives its statement
+//     and holds back the GC safepoint. No AS OF read is at a timestamp
+//     above a fresh oracle timestamp.
 //   - Planner estimates never read in the session's transaction (they would
 //     make every statement conflict with every writer of the table).
 //
