@@ -22,6 +22,7 @@ package qsql
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -177,7 +178,8 @@ func (s *Server) beginAsOf(ctx context.Context, value any, ts kv.Timestamp) (KVT
 	}
 	k, err := s.db.Begin(ctx, txn.TxnOptions{AsOf: ts})
 	if err != nil {
-		if tooOld, ok := err.(*txn.SnapshotTooOldError); ok {
+		var tooOld *txn.SnapshotTooOldError
+		if errors.As(err, &tooOld) {
 			return nil, errAsOfTooOld(value, tooOld)
 		}
 		return nil, convertTxnError("AS OF: begin snapshot", err)
