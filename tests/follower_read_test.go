@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,6 +60,27 @@ func TestFollowerReadsSurviveQuorumLoss(t *testing.T) {
 		return false
 	})
 
+	// The same through SQL: a table, and a timestamp after its rows.
+	sqlDB := func(n *node.Node) *sql.DB {
+		db, err := sql.Open("mysql", "root@tcp("+n.SQLAddr()+")/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		db.SetMaxOpenConns(1)
+		return db
+	}
+	db1, db3 := sqlDB(n1), sqlDB(n3)
+	for _, q := range []string{
+		"CREATE DATABASE fr",
+		"CREATE TABLE fr.acct (id INT PRIMARY KEY, balance INT NOT NULL)",
+		"INSERT INTO fr.acct VALUES (1, 15), (2, 30)",
+	} {
+		if _, err := db1.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+
 	const rows = 20
 	key := func(i int) []byte { return []byte(fmt.Sprintf("fr/k%02d", i)) }
 	if err := n1.DB().Run(ctx, txn.TxnOptions{}, func(ctx context.Context, tx *txn.Txn) error {
@@ -76,6 +98,9 @@ func TestFollowerReadsSurviveQuorumLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Later writes must stay invisible at asOf.
+	if _, err := db1.ExecContext(ctx, "UPDATE fr.acct SET balance = 5 WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
 	if err := n1.DB().Run(ctx, txn.TxnOptions{}, func(ctx context.Context, tx *txn.Txn) error {
 		return tx.Put(ctx, key(0), []byte("changed"))
 	}); err != nil {
@@ -116,6 +141,17 @@ func TestFollowerReadsSurviveQuorumLoss(t *testing.T) {
 	}
 	if st := n3.DB().Sender().(*txn.Router).Stats(); st.NearestServed == 0 {
 		t.Fatalf("router stats %+v: no read served by the local replica", st)
+	}
+
+	// Through SQL on node 3, AS OF the same timestamp: the old balances,
+	// read by node 3's own replica.
+	served = n3.Store().Metrics().ClosedReads
+	var sum int
+	if err := db3.QueryRowContext(ctx, fmt.Sprintf("SELECT SUM(balance) FROM fr.acct AS OF %d", asOf)).Scan(&sum); err != nil || sum != 45 {
+		t.Fatalf("SQL AS OF read on node 3: sum %d, %v; want 45", sum, err)
+	}
+	if got := n3.Store().Metrics().ClosedReads; got <= served {
+		t.Fatalf("the SQL AS OF read was not served at a closed timestamp on node 3 (closed reads %d -> %d)", served, got)
 	}
 
 	// Kill the two other nodes: the range has no quorum and no leader.
