@@ -135,10 +135,11 @@ func (t *GRPCTransport) probePeer(ctx context.Context, cc *grpc.ClientConn, node
 		sentAt := time.Now()
 		// The verdict is due ProbeTimeout after the peer was last heard
 		// from, which leaves this ping about ProbeTimeout-ProbeInterval to
-		// come back (NewGRPCTransport keeps that at least ProbeInterval). It
-		// runs on a timer, not in this loop, so even a SendMsg stuck on a
-		// dead connection cannot postpone it.
-		deadline := time.AfterFunc(lastHeard.Add(timeout).Sub(sentAt), waitEcho)
+		// come back (NewGRPCTransport keeps that at least ProbeInterval), and
+		// never less: a ping sent late because this process stalled gets its
+		// full share. The verdict runs on a timer, not in this loop, so even
+		// a SendMsg stuck on a dead connection cannot postpone it.
+		deadline := time.AfterFunc(max(lastHeard.Add(timeout).Sub(sentAt), timeout-interval), waitEcho)
 		if err := stream.SendMsg(&ping); err != nil {
 			// io.EOF: the server ended the stream, and the receive goroutine
 			// (the only one that may call RecvMsg) is learning why.
