@@ -3,11 +3,13 @@ package raftgroup
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 )
@@ -85,11 +87,17 @@ func (grpcRawCodec) Name() string { return grpcCodecName }
 // created with before the transport (Register) and the KV service
 // (RegisterKVService) are registered on it: the raw-frame codec (which still
 // serves protobuf messages of other services) and the message size limit.
+//
+// Server keepalive closes an inbound connection whose client went silent
+// (a blackholed peer): the transport's own probes keep healthy connections
+// busy every second, so these pings only go out on dead ones, and the
+// receiver does not hold a dead peer's stream until TCP gives up.
 func GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newGRPCRawCodec()),
 		grpc.MaxRecvMsgSize(grpcMaxMessageBytes),
 		grpc.MaxSendMsgSize(grpcMaxMessageBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 3 * time.Second}),
 	}
 }
 
