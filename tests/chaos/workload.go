@@ -234,9 +234,12 @@ func (w *Bank) Worker(ctx context.Context, rec *Recorder, process int, clients [
 	node, db := clients[process%len(clients)].Node, clients[process%len(clients)].DB
 	for ctx.Err() == nil {
 		if rng.IntN(4) == 0 {
+			// Half the reads are stale (AS OF two seconds ago), served by
+			// the node's own replica once that time is closed there: their
+			// totals must hold like any snapshot's.
 			op := checker.Op{Process: process, Node: node, F: "read", Invoke: rec.Now()}
 			octx, cancel := context.WithTimeout(ctx, opTimeout)
-			bal, err := w.read(octx, db)
+			bal, err := w.read(octx, db, rng.IntN(2) == 0)
 			cancel()
 			op.Complete, op.Balances, op.Err = rec.Now(), bal, errString(err)
 			op.Outcome = outcomeOf(err, true)
@@ -293,8 +296,13 @@ func (w *Bank) Worker(ctx context.Context, rec *Recorder, process int, clients [
 	}
 }
 
-func (w *Bank) read(ctx context.Context, db *sql.DB) (map[int]int64, error) {
-	rows, err := db.QueryContext(ctx, "SELECT id, balance FROM accounts")
+// read returns every balance, now or, when stale, AS OF two seconds ago.
+func (w *Bank) read(ctx context.Context, db *sql.DB, stale bool) (map[int]int64, error) {
+	q := "SELECT id, balance FROM accounts"
+	if stale {
+		q += " AS OF NOW(3) - INTERVAL 2 SECOND"
+	}
+	rows, err := db.QueryContext(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +323,7 @@ func (w *Bank) Final(ctx context.Context, rec *Recorder, clients []Client) {
 	finalRounds(ctx, rec, clients, 20*time.Second, func(ctx context.Context, cl Client) checker.Op {
 		return readOp(ctx, rec, checker.Op{Node: cl.Node, F: "read"}, func(ctx context.Context, op *checker.Op) error {
 			var err error
-			op.Balances, err = w.read(ctx, cl.DB)
+			op.Balances, err = w.read(ctx, cl.DB, false)
 			return err
 		})
 	}, func(op checker.Op) string { return fmt.Sprint(op.Balances) })
