@@ -233,6 +233,7 @@ var (
 	descClosedReads = prometheus.NewDesc("quorumdb_raft_closed_timestamp_reads_total", "Reads served at a closed timestamp from this node's own replica state, without ReadIndex (follower reads, and stale reads on leaders).", nil, nil)
 	descCloses      = prometheus.NewDesc("quorumdb_raft_timestamps_closed_total", "Close-timestamp entries proposed by the ranges this node leads.", nil, nil)
 	descNearest     = prometheus.NewDesc("quorumdb_follower_reads_total", "AS OF reads this node's router sent to its own replica, by result (served there, or forwarded to the leader).", []string{"result"}, nil)
+	descTransport   = prometheus.NewDesc("quorumdb_transport_events_total", "Raft transport events: messages sent, received and dropped, liveness probes answered, peers torn down as unresponsive.", []string{"event"}, nil)
 	descFsync       = prometheus.NewDesc("quorumdb_raft_log_fsync_seconds", "Latency of the synced Raft log batches (one per scheduler round).", nil, nil)
 	descLeaders     = prometheus.NewDesc("quorumdb_ranges_led", "Ranges this node leads.", nil, nil)
 	descReplicas    = prometheus.NewDesc("quorumdb_replicas", "Replicas hosted on this node.", nil, nil)
@@ -245,7 +246,7 @@ var (
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProposals, descCommits, descApplies, descReads, descClosedReads, descCloses, descNearest, descFsync, descLeaders, descReplicas, descQuiesced, descSnapSent, descSnapApply, descDropped, descReady, descTxns} {
+	for _, d := range []*prometheus.Desc{descProposals, descCommits, descApplies, descReads, descClosedReads, descCloses, descNearest, descTransport, descFsync, descLeaders, descReplicas, descQuiesced, descSnapSent, descSnapApply, descDropped, descReady, descTxns} {
 		ch <- d
 	}
 }
@@ -264,6 +265,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReads, m.Reads)
 	counter(descClosedReads, m.ClosedReads)
 	counter(descCloses, m.Closes)
+	tst := c.n.trans.Stats()
+	for _, e := range []struct {
+		event string
+		v     uint64
+	}{{"message_sent", tst.MessagesSent}, {"message_received", tst.MessagesReceived}, {"message_dropped", tst.MessagesDropped},
+		{"probe_answered", tst.ProbesAnswered}, {"peer_unresponsive", tst.PeersUnresponsive}} {
+		ch <- prometheus.MustNewConstMetric(descTransport, prometheus.CounterValue, float64(e.v), e.event)
+	}
 	rs := c.n.router.Stats()
 	ch <- prometheus.MustNewConstMetric(descNearest, prometheus.CounterValue, float64(rs.NearestServed), "local")
 	ch <- prometheus.MustNewConstMetric(descNearest, prometheus.CounterValue, float64(rs.NearestForwarded), "forwarded")

@@ -113,6 +113,9 @@ func TestMetricsEndpointSeries(t *testing.T) {
 		"quorumdb_sql_statement_seconds_bucket",
 		"quorumdb_sql_connections",
 		`quorumdb_txn_total{outcome="commit"}`,
+		"quorumdb_raft_closed_timestamp_reads_total",
+		`quorumdb_follower_reads_total{result="local"}`,
+		`quorumdb_transport_events_total{event="probe_answered"}`,
 		"go_goroutines",
 	} {
 		if !strings.Contains(string(body), series) {
