@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"math"
 	"testing"
 	"time"
 
@@ -79,14 +78,16 @@ func readAllOrNothing(t *testing.T, reader *txn.DB) string {
 }
 
 // requireNoLocks asks every range whether any lock is left (ValidateReads
-// over the whole range with an empty timestamp window at the top of time
-// reports only locks, every lock starting at or below To).
+// over the whole range with an empty timestamp window at a fresh oracle
+// timestamp reports only locks, every lock starting at or below To: every
+// transaction begun before the call).
 func requireNoLocks(t *testing.T, s *localKV) {
 	t.Helper()
 	ctx := context.Background()
 	for _, d := range s.descriptors() {
+		now := s.now(t)
 		resp, err := s.store.Execute(ctx, d.RangeID, &kv.Request{ValidateReads: &kv.ValidateReadsRequest{
-			Spans: []kv.Span{{Key: d.StartKey, EndKey: d.EndKey}}, TxnStartTS: 1, From: math.MaxUint64, To: math.MaxUint64,
+			Spans: []kv.Span{{Key: d.StartKey, EndKey: d.EndKey}}, TxnStartTS: 1, From: now, To: now,
 		}})
 		if err != nil {
 			t.Fatalf("lock check of r%d: %v", d.RangeID, err)
@@ -189,8 +190,22 @@ func (s *localKV) locked(key string) bool {
 	if err != nil {
 		return false
 	}
+	now, err := s.clock.GetTimestamp(ctx)
+	if err != nil {
+		return false
+	}
 	resp, err := s.store.Execute(ctx, d.RangeID, &kv.Request{ValidateReads: &kv.ValidateReadsRequest{
-		Spans: []kv.Span{{Key: []byte(key)}}, TxnStartTS: 1, From: math.MaxUint64, To: math.MaxUint64,
+		Spans: []kv.Span{{Key: []byte(key)}}, TxnStartTS: 1, From: now, To: now,
 	}})
 	return err == nil && resp.ValidateReads.Conflict
+}
+
+// now is a fresh timestamp of the harness's oracle.
+func (s *localKV) now(t *testing.T) kv.Timestamp {
+	t.Helper()
+	ts, err := s.clock.GetTimestamp(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
 }
