@@ -54,7 +54,12 @@
 //     ran out (outcome unknown). No call waits without a bound.
 //   - Proposals are made on the leader only (DisableProposalForwarding);
 //     reads are served by the leader after a ReadIndex (ReadOnlySafe) once
-//     the applied index reaches it.
+//     the applied index reaches it, except Get/Scan at or below the
+//     replica's applied closed timestamp, which any replica serves from its
+//     own state (replica_closedts.go: a close entry raises max_read_ts in
+//     the same critical section that queues it, and a 1PC fixes its
+//     timestamp and queues its entry in one critical section, so no write
+//     at or below a closed timestamp follows its close in the log).
 //   - 1PC commands get commit_ts = max(requested, max_read_ts+1) on the leader
 //     and latch their keys until they apply; reads register their timestamp in
 //     max_read_ts and wait for latches on their keys (TXN.md, "The 1PC

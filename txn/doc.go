@@ -20,6 +20,10 @@
 //   - GC passes (gc.go): resolve old locks, then kv.GCRequest per range
 //     (RunGC, RunGCOnce with cluster's safepoint, RunGCLoop); AS OF reads
 //     below the safepoint are refused (*SnapshotTooOldError).
+//   - Follower reads: AS OF transactions read through the nearest replica
+//     (Router.SendToNearest: this node's own, which serves reads at closed
+//     timestamps; the leader otherwise or after a lock); AS OF above the
+//     oracle is refused; DB.FollowerReadTimestamp.
 //
 // It must not know how a range replicates (that is raftgroup/) or evaluate
 // MVCC itself (that is kv/): everything goes through kv.Request.
