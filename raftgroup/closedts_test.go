@@ -301,3 +301,35 @@ func TestReadFarInTheFutureRefused(t *testing.T) {
 		t.Fatalf("1PC after the refused read: %+v, %v", resp, err)
 	}
 }
+
+func TestSplitInheritsClosedTimestamp(t *testing.T) {
+	c := newTestCluster(t, 3, closedTSTune)
+	c.bootstrap(testDescriptor(1, 1, 2, 3))
+	leader := c.waitLeader(1, 5*time.Second)
+	ctx := testCtx(t, 10*time.Second)
+	if _, err := c.put(ctx, 1, []byte("m"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	ts := c.now()
+	for _, id := range c.liveIDs() {
+		if err := c.store(id).WaitClosed(ctx, 1, ts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := c.store(leader).SplitRange(ctx, 1, []byte("k"), 2); err != nil {
+		t.Fatal(err)
+	}
+	// Every replica of the right range starts with the left's closed
+	// timestamp and serves the row at it without a leader round.
+	for _, id := range c.liveIDs() {
+		var r *Replica
+		waitFor(t, 5*time.Second, "right replica", func() bool { r = c.store(id).replica(2); return r != nil && r.Descriptor() != nil })
+		if got := r.ClosedTimestamp(); got < ts {
+			t.Fatalf("n%d: right range closed at %d, want at least the left's %d", id, got, ts)
+		}
+		resp, err := c.store(id).Execute(ctx, 2, &kv.Request{Get: &kv.GetRequest{Key: []byte("m"), ReadTS: ts}})
+		if err != nil || string(resp.Get.Value) != "v" {
+			t.Fatalf("n%d: read of the right range at the inherited closed timestamp: %+v, %v", id, resp, err)
+		}
+	}
+}

@@ -73,7 +73,7 @@ func (r *Replica) applyEntries(b *pebble.Batch, ents []*raftpb.Entry) (*applyOut
 				}
 			case kindSplit:
 				var left, right *kv.RangeDescriptor
-				left, right, err = r.applySplit(b, desc, o.applied.ConfState, payload)
+				left, right, err = r.applySplit(b, desc, o.applied.ConfState, payload, max(r.ClosedTimestamp(), o.closedTS))
 				if err == nil {
 					desc, descChanged = left, true
 					o.splits = append(o.splits, right)

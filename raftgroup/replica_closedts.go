@@ -65,6 +65,22 @@ func (r *Replica) ClosedTimestamp() kv.Timestamp {
 	return r.closedTS
 }
 
+// loadClosedTimestamp takes the persisted closed timestamp (written by the
+// split that initialized this replica) into memory.
+func (r *Replica) loadClosedTimestamp() {
+	b, err := kv.GetRaw(r.store.engine.DB(), kv.RangeClosedTimestampKey(r.rangeID))
+	if err != nil || b == nil {
+		return
+	}
+	ts, err := decodeUint64(b)
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	r.closedTS = max(r.closedTS, ts)
+	r.mu.Unlock()
+}
+
 // isStaleRead reports whether a read at ts is old enough to be a follower
 // read (its physical time at least the closing lag behind this node's wall
 // clock). Only a hint for demand: the closed timestamp alone decides what

@@ -111,8 +111,12 @@ func isChangeAnswer(err error) bool {
 
 // applySplit applies a split command into b (worker). Every replica writes
 // the shrunk left descriptor and the right range's synthetic state in the
-// same batch; no user data moves.
-func (r *Replica) applySplit(b *pebble.Batch, desc *kv.RangeDescriptor, cs *raftpb.ConfState, payload []byte) (left, right *kv.RangeDescriptor, err error) {
+// same batch; no user data moves. The right range inherits closed, the
+// left's closed timestamp at the split: that promise covered its keys, and
+// the right range's writes commit above it (its leader seeds max_read_ts
+// from a fresh oracle timestamp; 2PC commit timestamps come from the oracle
+// after the prewrites, which follow the split).
+func (r *Replica) applySplit(b *pebble.Batch, desc *kv.RangeDescriptor, cs *raftpb.ConfState, payload []byte, closed kv.Timestamp) (left, right *kv.RangeDescriptor, err error) {
 	cmd, err := decodeSplitCommand(payload)
 	if err != nil {
 		return nil, nil, &InvalidChangeError{RangeID: r.rangeID, Reason: err.Error()}
@@ -172,6 +176,11 @@ func (r *Replica) applySplit(b *pebble.Batch, desc *kv.RangeDescriptor, cs *raft
 		} else if err := writeInitialState(b, right, self.ReplicaID, hs); err != nil {
 			return nil, nil, err
 		}
+		if closed != 0 {
+			if err := b.Set(kv.RangeClosedTimestampKey(right.RangeID), encodeUint64(closed), nil); err != nil {
+				return nil, nil, fmt.Errorf("raftgroup: split r%d: write closed timestamp: %w", r.rangeID, err)
+			}
+		}
 	}
 	return left, right, nil
 }
@@ -228,6 +237,7 @@ func (s *Store) afterSplit(left *Replica, right *kv.RangeDescriptor) {
 			if err := r.initialize(nil, false); err != nil {
 				r.store.fatal(err)
 			}
+			r.loadClosedTimestamp()
 		})
 	}
 	s.mu.Unlock()
