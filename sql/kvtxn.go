@@ -32,6 +32,9 @@ type TxnDB interface {
 	// Clock is the timestamp source of the DB's transactions (AS OF
 	// refuses timestamps above a fresh one).
 	Clock() txn.TimestampSource
+	// FollowerReadTimestamp is the snapshot of READ ONLY transactions with
+	// quorumdb_follower_reads on.
+	FollowerReadTimestamp(ctx context.Context) (kv.Timestamp, error)
 }
 
 var _ KVTxn = (*txn.Txn)(nil)

@@ -153,6 +153,7 @@ func newEngineServer(cfg Config) (*Server, error) {
 	s.store = &schemaStore{srv: s}
 	s.provider = newProvider(s)
 	a := analyzer.NewDefault(s.provider)
+	registerSystemVariables()
 	s.engine = sqle.New(a, &sqle.Config{VersionPostfix: cfg.Version, IncludeRootAccount: cfg.RootPassword == ""})
 	s.engine.Parser = asOfParser{Parser: s.engine.Parser}
 	s.grants = &grantsSync{srv: s}

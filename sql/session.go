@@ -51,6 +51,7 @@ func (s *Server) NewSession(id uint32) *Session {
 func (s *Session) StartTransaction(ctx *gms.Context, chars gms.TransactionCharacteristic) (gms.Transaction, error) {
 	s.abandonOpen(ctx)
 	t := &Transaction{sess: s, readOnly: chars == gms.ReadOnly}
+	t.followerReads = t.readOnly && followerReadsOn(ctx)
 	s.open = t
 	return t, nil
 }
@@ -210,12 +211,15 @@ type namedSavepoint struct {
 // Transaction is the sql.Transaction the engine holds. It owns at most one
 // KV transaction, begun on first use.
 type Transaction struct {
-	sess       *Session
-	readOnly   bool
-	kvt        KVTxn
-	savepoints []namedSavepoint
-	finished   bool
-	schema     *schemaCache
+	sess     *Session
+	readOnly bool
+	// followerReads: a READ ONLY transaction begun with
+	// quorumdb_follower_reads on reads at the follower-read timestamp.
+	followerReads bool
+	kvt           KVTxn
+	savepoints    []namedSavepoint
+	finished      bool
+	schema        *schemaCache
 	// schemaChanged: this transaction changed the schema, so Table
 	// objects resolved earlier may be stale.
 	schemaChanged bool
@@ -244,7 +248,15 @@ func (t *Transaction) kv(ctx context.Context) (KVTxn, error) {
 	if t.kvt != nil {
 		return t.kvt, nil
 	}
-	k, err := t.sess.srv.db.Begin(ctx, txn.TxnOptions{ReadOnly: t.readOnly})
+	opts := txn.TxnOptions{ReadOnly: t.readOnly}
+	if t.followerReads {
+		ts, err := t.sess.followerReadTimestamp(ctx)
+		if err != nil {
+			return nil, err
+		}
+		opts.AsOf = ts
+	}
+	k, err := t.sess.srv.db.Begin(ctx, opts)
 	if err != nil {
 		return nil, convertTxnError("begin transaction", err)
 	}
