@@ -154,6 +154,45 @@ func TestFollowerReadsSurviveQuorumLoss(t *testing.T) {
 		t.Fatalf("the SQL AS OF read was not served at a closed timestamp on node 3 (closed reads %d -> %d)", served, got)
 	}
 
+	// Wait until the follower-read timestamp is past the update, and node 3
+	// has closed it: SQL follower reads after the kill must see the update.
+	updated, err := n1.DB().Clock().GetTimestamp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frt kv.Timestamp
+	waitUntil(t, "the follower-read timestamp passes the update", 10*time.Second, func() bool {
+		frt, err = n3.DB().FollowerReadTimestamp(ctx)
+		return err == nil && frt > updated
+	})
+	if err := n3.Store().WaitClosed(ctx, 1, frt); err != nil {
+		t.Fatal(err)
+	}
+
+	// Through SQL with quorumdb_follower_reads: a READ ONLY transaction
+	// reads its whole snapshot, catalog included, at the follower-read
+	// timestamp (after the update), from node 3's own replicas.
+	served = n3.Store().Metrics().ClosedReads
+	conn, err := db3.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"SET quorumdb_follower_reads = ON", "START TRANSACTION READ ONLY"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT SUM(balance) FROM fr.acct").Scan(&sum); err != nil || sum != 35 {
+		t.Fatalf("SQL follower-reads transaction on node 3: sum %d, %v; want 35", sum, err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close()
+	if got := n3.Store().Metrics().ClosedReads; got <= served {
+		t.Fatalf("the follower-reads transaction was not served at a closed timestamp on node 3 (closed reads %d -> %d)", served, got)
+	}
+
 	// Kill the two other nodes: the range has no quorum and no leader.
 	lc.KillNode(1)
 	lc.KillNode(2)

@@ -193,13 +193,26 @@ func (db *DB) Clock() TimestampSource { return db.clock }
 // FollowerReadTimestamp returns a timestamp FollowerReadStaleness behind
 // the oracle: an AS OF snapshot there is normally served by the nearest
 // replica of every range (once follower reads are flowing: the first reads
-// of a range go to its leader and start the closing of timestamps).
+// of a range go to its leader and start the closing of timestamps). When the
+// oracle does not answer within a second (it may be out of reach exactly
+// when follower reads matter), this node's wall clock stands in for it: any
+// timestamp is a consistent snapshot, and one that a replica has not closed
+// is served by the leader, which covers it.
 func (db *DB) FollowerReadTimestamp(ctx context.Context) (kv.Timestamp, error) {
-	now, err := db.clock.GetTimestamp(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("txn: follower read timestamp: %w", err)
-	}
 	lag := kv.MakeTimestamp(uint64(db.cfg.FollowerReadStaleness.Milliseconds()), 0)
+	asked := time.Now()
+	octx, cancel := context.WithTimeout(ctx, time.Second)
+	now, err := db.clock.GetTimestamp(octx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("txn: follower read timestamp: %w", ctx.Err())
+		}
+		db.logger.Warn("timestamp oracle unavailable; follower read timestamp from the local clock", "err", err)
+		// The time of the call, not of the timeout: the wait must not make
+		// the snapshot younger than what replicas closed before.
+		now = kv.MakeTimestamp(uint64(asked.UnixMilli()), 0)
+	}
 	if now <= lag {
 		return 0, fmt.Errorf("txn: follower read timestamp: clock %d is younger than the staleness", now)
 	}
