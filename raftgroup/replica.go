@@ -68,6 +68,13 @@ type Replica struct {
 	closeProposed      kv.Timestamp
 	closeTerm          uint64
 	followerReadsUntil time.Time
+	// closedReadsBlocked is set before a split's batch (which may delete the
+	// right half's data here) and cleared once the matching descriptor is
+	// published; removing is set for good before a removal deletes the
+	// data. Closed reads pin their engine snapshot under mu and are refused
+	// while either is set.
+	closedReadsBlocked bool
+	removing           bool
 	peerNodes          map[uint64]uint64 // replica ID -> node ID learned from messages
 	// quiescence
 	idleTicks int

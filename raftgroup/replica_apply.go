@@ -72,6 +72,10 @@ func (r *Replica) applyEntries(b *pebble.Batch, ents []*raftpb.Entry) (*applyOut
 					return nil, fmt.Errorf("raftgroup: r%d: apply entry %d: %w", r.rangeID, e.GetIndex(), err)
 				}
 			case kindSplit:
+				// A split may delete the right half's data here (when that
+				// range already moved away): closed reads pause until the new
+				// descriptor is published with the committed batch.
+				r.blockClosedReads()
 				var left, right *kv.RangeDescriptor
 				left, right, err = r.applySplit(b, desc, o.applied.ConfState, payload, max(r.ClosedTimestamp(), o.closedTS))
 				if err == nil {
@@ -201,6 +205,7 @@ func (r *Replica) finishApply(o *applyOutcome) {
 	if o.desc != nil {
 		r.desc = o.desc
 	}
+	r.closedReadsBlocked = false
 	// Published only now that the batch is committed: a read served at the
 	// closed timestamp takes its engine snapshot after this, so it sees
 	// every entry before the close.

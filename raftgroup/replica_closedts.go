@@ -116,22 +116,25 @@ func (r *Replica) serveClosedRead(req *kv.Request) (resp *kv.Response, served bo
 	now := time.Now()
 	stale := r.store.isStaleRead(ts, now)
 	r.mu.Lock()
-	closed := r.closedTS
-	desc := r.desc
 	if stale {
 		r.noteFollowerReadDemandLocked(now)
 	}
-	r.mu.Unlock()
-	if desc == nil || ts > closed {
+	desc := r.desc
+	if desc == nil || ts > r.closedTS || r.closedReadsBlocked || r.removing || r.destroyed != nil {
+		r.mu.Unlock()
 		return nil, false, nil
 	}
 	if key, outside := firstKeyOutside(desc, requestSpans(req)); outside {
+		r.mu.Unlock() // routingError reads every replica's descriptor, this one's too
 		return nil, true, r.store.routingError(desc, key)
 	}
-	// The engine snapshot is taken after closedTS was read, and closedTS is
-	// published only once its apply batch is committed: the snapshot holds
-	// every entry up to the close.
+	// The engine snapshot is pinned under mu, with the descriptor and the
+	// closed timestamp it is read against: closedTS and desc are published
+	// only after their apply batch committed (so the snapshot holds every
+	// entry up to the close), and a batch deleting this replica's data
+	// blocks closed reads first.
 	snap := r.store.engine.NewSnapshot()
+	r.mu.Unlock()
 	defer snap.Close()
 	resp, err = kv.EvaluateReadOnly(snap, desc, req)
 	if err != nil {
@@ -139,6 +142,13 @@ func (r *Replica) serveClosedRead(req *kv.Request) (resp *kv.Response, served bo
 	}
 	r.store.metrics.closedReads.Add(1)
 	return resp, true, nil
+}
+
+// blockClosedReads refuses closed reads until the next published apply.
+func (r *Replica) blockClosedReads() {
+	r.mu.Lock()
+	r.closedReadsBlocked = true
+	r.mu.Unlock()
 }
 
 // noteFollowerReadDemandLocked records that stale reads are coming: the

@@ -299,6 +299,11 @@ func (s *Store) removeReplica(r *Replica, desc *kv.RangeDescriptor) {
 			}
 		}
 	}
+	// No closed read may pin an engine snapshot after this: the data is
+	// about to go (reads served before pinned theirs under r.mu).
+	r.mu.Lock()
+	r.removing = true
+	r.mu.Unlock()
 	b := s.engine.NewWriteBatch()
 	defer b.Close()
 	start, end := kv.RangeLocalSpan(r.rangeID)

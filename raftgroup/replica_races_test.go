@@ -45,6 +45,12 @@ func TestStaleChangeReplicasAfterSplitKeepsSplitSpan(t *testing.T) {
 		if rd, _ := d.Replica(4); rd.ReplicaID != id || rd.Type != kv.Learner {
 			t.Fatalf("n%d: learner %v", n, rd)
 		}
+		// A right replica created early by a message is initialized by the
+		// split asynchronously, on its own worker.
+		waitFor(t, 5*time.Second, "the right replica initialized", func() bool {
+			rr := c.store(n).replica(2)
+			return rr != nil && rr.Descriptor() != nil
+		})
 		if rd := c.store(n).replica(2).Descriptor(); rd == nil || !bytes.Equal(rd.StartKey, []byte("m")) {
 			t.Fatalf("n%d: right descriptor %v", n, rd)
 		}
