@@ -348,7 +348,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		defer n.bg.Done()
 		n.router.FollowDirectory(rangeEvents)
 	}()
-	n.db = txn.NewDB(txn.DBConfig{Sender: n.router, Clock: n.tso, Logger: n.log, SafePoints: n.client})
+	n.db = txn.NewDB(txn.DBConfig{Sender: n.router, Clock: n.tso, Logger: n.log, SafePoints: n.client, GCLifetime: cfg.GC.Lifetime})
 	if !cfg.GC.Disabled {
 		n.runGC(bgCtx)
 	}

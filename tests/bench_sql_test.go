@@ -274,3 +274,46 @@ func BenchmarkSQLRangeScan100(b *testing.B) {
 		return nil
 	})
 }
+
+// BenchmarkSQLReadOnlyTxnFollowerReads is a point select in a READ ONLY
+// transaction (START TRANSACTION READ ONLY, SELECT, COMMIT on one
+// connection), with quorumdb_follower_reads off (a current snapshot: one
+// ReadIndex round per KV read, most of them on another node's leader) and on
+// (a snapshot ~2 s old, served by the node's own replicas).
+func BenchmarkSQLReadOnlyTxnFollowerReads(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("follower_reads=%v", on), func(b *testing.B) {
+			const rows = 1000
+			db := benchSetup(b, rows, 1)
+			ctx := context.Background()
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET quorumdb_follower_reads = %v", on)); err != nil {
+				b.Fatal(err)
+			}
+			op := func(i int) error {
+				if _, err := conn.ExecContext(ctx, "START TRANSACTION READ ONLY"); err != nil {
+					return err
+				}
+				var c string
+				if err := conn.QueryRowContext(ctx, "SELECT c FROM bench.sbtest WHERE id = ?", i%rows+1).Scan(&c); err != nil {
+					return err
+				}
+				_, err := conn.ExecContext(ctx, "COMMIT")
+				return err
+			}
+			// Follower reads start once the table is older than the
+			// staleness and its ranges close timestamps (first reads go to
+			// the leaders): warm up past that.
+			for warm := time.Now(); time.Since(warm) < 4*time.Second; {
+				if err := op(0); err != nil && !on {
+					b.Fatal(err)
+				}
+			}
+			benchLoop(b, 1, op)
+		})
+	}
+}

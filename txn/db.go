@@ -59,6 +59,12 @@ type DBConfig struct {
 	// a snapshot at or below the GC safepoint fails with
 	// *SnapshotTooOldError instead of reading collected versions.
 	SafePoints SafepointSource
+	// GCLifetime, when set, is the cluster's GC lifetime: the safepoint is
+	// never above the oracle's time minus it, so an AS OF snapshot newer
+	// than this node's clock minus half of it skips the SafePoints lookup
+	// (an etcd read per AS OF transaction; follower reads are such
+	// transactions).
+	GCLifetime time.Duration
 	// FollowerReadStaleness is how far behind the oracle
 	// FollowerReadTimestamp is (0: DefaultFollowerReadStaleness).
 	FollowerReadStaleness time.Duration
@@ -219,6 +225,15 @@ func (db *DB) FollowerReadTimestamp(ctx context.Context) (kv.Timestamp, error) {
 	return now - lag, nil
 }
 
+// youngerThanGCLifetime reports whether ts is recent enough that no
+// safepoint can be at or above it (see DBConfig.GCLifetime).
+func (db *DB) youngerThanGCLifetime(ts kv.Timestamp) bool {
+	if db.cfg.GCLifetime <= 0 {
+		return false
+	}
+	return int64(kv.PhysicalMillis(ts)) > time.Now().Add(-db.cfg.GCLifetime/2).UnixMilli()
+}
+
 // checkNotFuture refuses an AS OF snapshot above the oracle's time: a read
 // there would raise the ranges' max_read_ts into the future and make every
 // later write wait for the clock to catch up. Only timestamps within a
@@ -247,7 +262,7 @@ func (db *DB) Begin(ctx context.Context, opts TxnOptions) (*Txn, error) {
 	if closed {
 		return nil, errors.New("txn: DB is closed")
 	}
-	if opts.AsOf != 0 && db.cfg.SafePoints != nil {
+	if opts.AsOf != 0 && db.cfg.SafePoints != nil && !db.youngerThanGCLifetime(opts.AsOf) {
 		sp, err := db.cfg.SafePoints.GCSafePoint(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("txn: read GC safepoint for an AS OF snapshot: %w", err)

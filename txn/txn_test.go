@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -456,6 +457,40 @@ func TestAsOfBelowSafePointRefused(t *testing.T) {
 	}
 	if _, err := db.Begin(context.Background(), TxnOptions{AsOf: 1001}); err != nil {
 		t.Fatalf("AS OF above the safepoint: %v", err)
+	}
+}
+
+type countingSafePoint struct{ calls atomic.Int64 }
+
+func (c *countingSafePoint) GCSafePoint(context.Context) (kv.Timestamp, error) {
+	c.calls.Add(1)
+	return 1, nil
+}
+
+// TestAsOfSkipsSafePointWhenYoung: a snapshot newer than half the GC
+// lifetime cannot be at or below the safepoint, so Begin does not ask etcd.
+func TestAsOfSkipsSafePointWhenYoung(t *testing.T) {
+	sp := &countingSafePoint{}
+	db, _ := newTestDB(t, DBConfig{SafePoints: sp, GCLifetime: 10 * time.Minute})
+	ctx := context.Background()
+	now, err := db.Clock().GetTimestamp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	young := now - kv.MakeTimestamp(2000, 0)
+	old := now - kv.MakeTimestamp(uint64(time.Hour.Milliseconds()), 0)
+	for _, c := range []struct {
+		asOf  kv.Timestamp
+		calls int64
+	}{{young, 0}, {old, 1}} {
+		tx, err := db.Begin(ctx, TxnOptions{AsOf: c.asOf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = tx.Rollback(ctx)
+		if got := sp.calls.Load(); got != c.calls {
+			t.Fatalf("AS OF %d ms ago: %d safepoint lookups, want %d", kv.PhysicalMillis(now)-kv.PhysicalMillis(c.asOf), got, c.calls)
+		}
 	}
 }
 
