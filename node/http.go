@@ -131,6 +131,18 @@ type RangeStatus struct {
 	Leader       uint64 `json:"leader"`
 	LocalReplica bool   `json:"local_replica"`
 	Applied      uint64 `json:"applied_index,omitempty"`
+	// ClosedTS is the local replica's closed timestamp: AS OF reads at or
+	// below it are served by this node (0: nothing closed here).
+	ClosedTS uint64 `json:"closed_ts,omitempty"`
+}
+
+// ClosedLag is how far the local closed timestamp is behind now, for the
+// admin page ("-" when nothing is closed here).
+func (r RangeStatus) ClosedLag() string {
+	if r.ClosedTS == 0 {
+		return "-"
+	}
+	return time.Since(time.UnixMilli(int64(kv.PhysicalMillis(r.ClosedTS)))).Round(100 * time.Millisecond).String()
 }
 
 // ClusterRanges lists the ranges of the cluster's directory, with what this
@@ -144,7 +156,7 @@ func (n *Node) ClusterRanges(ctx context.Context) ([]RangeStatus, error) {
 	}
 	local := map[uint64]RangeStatus{}
 	for _, info := range n.store.RangeInfo() {
-		local[info.RangeID] = RangeStatus{Leader: info.LeaderNodeID, LocalReplica: true, Applied: info.Applied}
+		local[info.RangeID] = RangeStatus{Leader: info.LeaderNodeID, LocalReplica: true, Applied: info.Applied, ClosedTS: info.ClosedTS}
 	}
 	out := make([]RangeStatus, 0, len(descs))
 	for _, d := range descs {
@@ -174,8 +186,8 @@ var adminPage = template.Must(template.New("admin").Parse(`<!doctype html>
 {{end}}</table>
 <h2>Ranges</h2>
 {{if .RangesErr}}<p class="down">{{.RangesErr}}</p>{{end}}
-<table id="ranges"><tr><th>range</th><th>start</th><th>end</th><th>gen</th><th>replicas (node/replica)</th><th>leader (this node's view)</th></tr>
-{{range .Ranges}}<tr><td>{{.RangeID}}</td><td><code>{{.StartKey}}</code></td><td><code>{{.EndKey}}</code></td><td>{{.Generation}}</td><td>{{range .Replicas}}n{{.NodeID}}/{{.ReplicaID}}{{if eq .Type 1}} (learner){{end}} {{end}}</td><td>{{if .Leader}}n{{.Leader}}{{else}}?{{end}}</td></tr>
+<table id="ranges"><tr><th>range</th><th>start</th><th>end</th><th>gen</th><th>replicas (node/replica)</th><th>leader (this node's view)</th><th>closed here (behind now)</th></tr>
+{{range .Ranges}}<tr><td>{{.RangeID}}</td><td><code>{{.StartKey}}</code></td><td><code>{{.EndKey}}</code></td><td>{{.Generation}}</td><td>{{range .Replicas}}n{{.NodeID}}/{{.ReplicaID}}{{if eq .Type 1}} (learner){{end}} {{end}}</td><td>{{if .Leader}}n{{.Leader}}{{else}}?{{end}}</td><td>{{.ClosedLag}}</td></tr>
 {{end}}</table>
 <h2>Store</h2>
 <table id="store">{{range .Store}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
