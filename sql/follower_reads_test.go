@@ -62,6 +62,20 @@ func TestFollowerReadsSessionVariable(t *testing.T) {
 	took := waitCount(2)
 	t.Logf("the insert became visible to follower-reads transactions after %v", took)
 
+	// A write in a READ ONLY transaction is refused with a clear error.
+	tx, err := c.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("START TRANSACTION READ ONLY"); err != nil {
+		t.Fatal(err)
+	}
+	_, werr := tx.Exec("INSERT INTO t VALUES (99)")
+	_ = tx.Rollback()
+	if mysqlCode(werr) != 1792 {
+		t.Fatalf("write in a READ ONLY transaction: %v, want error 1792 (and the connection kept)", werr)
+	}
+
 	// Off again: READ ONLY transactions read the present.
 	mustExec(t, c, "SET quorumdb_follower_reads = OFF", "INSERT INTO t VALUES (3)")
 	if n, err := readOnlyCount(); err != nil || n != 3 {

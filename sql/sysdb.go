@@ -117,9 +117,12 @@ type sysTable struct {
 
 var _ gms.Table = (*sysTable)(nil)
 
-func (t *sysTable) Name() string               { return t.name }
-func (t *sysTable) String() string             { return SystemDatabaseName + "." + t.name }
-func (t *sysTable) Schema() gms.Schema         { return t.schema }
+func (t *sysTable) Name() string       { return t.name }
+func (t *sysTable) String() string     { return SystemDatabaseName + "." + t.name }
+func (t *sysTable) Schema() gms.Schema { return t.schema }
+
+// IsTemporary: see Table.IsTemporary.
+func (t *sysTable) IsTemporary() bool          { return false }
 func (t *sysTable) Collation() gms.CollationID { return gms.Collation_Default }
 func (t *sysTable) Partitions(*gms.Context) (gms.PartitionIter, error) {
 	return gms.PartitionsToPartitionIter(sysPartition{}), nil

@@ -53,7 +53,13 @@ var (
 	_ gms.PrimaryKeyAlterableTable = (*Table)(nil)
 )
 
-func (t *Table) Name() string               { return t.info.name }
+func (t *Table) Name() string { return t.info.name }
+
+// IsTemporary reports false: QuorumDB has no temporary tables. Implemented
+// because go-mysql-server's READ ONLY transaction check calls IsTemporary on
+// every written table through a nil interface when a table lacks it (a write
+// in a READ ONLY transaction dropped the connection; it now gets 1792).
+func (t *Table) IsTemporary() bool          { return false }
 func (t *Table) String() string             { return t.info.name }
 func (t *Table) Comment() string            { return t.info.comment }
 func (t *Table) Collation() gms.CollationID { return t.info.collation }
