@@ -8,12 +8,14 @@ import (
 )
 
 // TestFollowerReadsSessionVariable: with quorumdb_follower_reads on, a READ
-// ONLY transaction reads one consistent snapshot FollowerReadStaleness old
-// (here 300 ms): a row committed just before it began is not there yet, and
-// appears once the staleness has passed. Other transactions are unchanged.
+// ONLY transaction and an autocommit SELECT read a snapshot
+// FollowerReadStaleness old (here 1.5 s, so the checks right after an
+// insert hold on a loaded machine): a row committed just before is not
+// there yet, and appears once the staleness has passed. Read-write
+// transactions are unchanged; a write in a READ ONLY one is refused.
 func TestFollowerReadsSessionVariable(t *testing.T) {
 	st := newMemStore(t, "t")
-	db := newDBOn(t, st, nil, func(c *txn.DBConfig) { c.FollowerReadStaleness = 300 * time.Millisecond })
+	db := newDBOn(t, st, nil, func(c *txn.DBConfig) { c.FollowerReadStaleness = 1500 * time.Millisecond })
 	srv := startServer(t, db)
 	c := connect(t, srv, "")
 	c.SetMaxOpenConns(1)
@@ -58,7 +60,12 @@ func TestFollowerReadsSessionVariable(t *testing.T) {
 	if n, err := readOnlyCount(); err != nil || n != 1 {
 		t.Fatalf("follower-reads snapshot right after the insert: count %d, %v; want the older 1", n, err)
 	}
-	expectRows(t, c, "SELECT COUNT(*) FROM t", "[[2]]") // not READ ONLY: current
+	// An autocommit SELECT reads the follower-read snapshot too; a
+	// read-write transaction reads the present.
+	expectRows(t, c, "SELECT COUNT(*) FROM t", "[[1]]")
+	mustExec(t, c, "BEGIN")
+	expectRows(t, c, "SELECT COUNT(*) FROM t", "[[2]]")
+	mustExec(t, c, "COMMIT")
 	took := waitCount(2)
 	t.Logf("the insert became visible to follower-reads transactions after %v", took)
 
@@ -80,5 +87,28 @@ func TestFollowerReadsSessionVariable(t *testing.T) {
 	mustExec(t, c, "SET quorumdb_follower_reads = OFF", "INSERT INTO t VALUES (3)")
 	if n, err := readOnlyCount(); err != nil || n != 3 {
 		t.Fatalf("READ ONLY with follower reads off: count %d, %v; want 3", n, err)
+	}
+}
+
+func TestIsPlainSelect(t *testing.T) {
+	for q, want := range map[string]bool{
+		"SELECT c FROM t WHERE id = ?":              true,
+		"  select 1":                                true,
+		"(SELECT a FROM t) UNION (SELECT b FROM u)": true,
+		"/* hint */ SELECT * FROM t":                true,
+		"-- note\nSELECT * FROM t":                  true,
+		"SELECT * FROM t FOR UPDATE":                false,
+		"select * from t for share":                 false,
+		"SELECT * FROM t LOCK IN SHARE MODE":        false,
+		"SELECT a INTO @x FROM t":                   false,
+		"INSERT INTO t SELECT * FROM u":             false,
+		"UPDATE t SET a = 1":                        false,
+		"SELECTED":                                  false,
+		"WITH x AS (SELECT 1) DELETE FROM t":        false,
+		"/* unterminated SELECT":                    false,
+	} {
+		if got := isPlainSelect(q); got != want {
+			t.Errorf("isPlainSelect(%q) = %v, want %v", q, got, want)
+		}
 	}
 }

@@ -51,7 +51,14 @@ func (s *Server) NewSession(id uint32) *Session {
 func (s *Session) StartTransaction(ctx *gms.Context, chars gms.TransactionCharacteristic) (gms.Transaction, error) {
 	s.abandonOpen(ctx)
 	t := &Transaction{sess: s, readOnly: chars == gms.ReadOnly}
-	t.followerReads = t.readOnly && followerReadsOn(ctx)
+	if followerReadsOn(ctx) {
+		// An autocommit SELECT is a read-only transaction of its own: with
+		// follower reads on, it reads the follower-read snapshot too.
+		if !t.readOnly && sessionBool(ctx, "autocommit") && isPlainSelect(ctx.Query()) {
+			t.readOnly = true
+		}
+		t.followerReads = t.readOnly
+	}
 	s.open = t
 	return t, nil
 }
