@@ -317,3 +317,38 @@ func BenchmarkSQLReadOnlyTxnFollowerReads(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSQLPointSelectFollowerReads is the autocommit point select
+// (sysbench's) with quorumdb_follower_reads off and on.
+func BenchmarkSQLPointSelectFollowerReads(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("follower_reads=%v", on), func(b *testing.B) {
+			const rows = 1000
+			db := benchSetup(b, rows, 1)
+			ctx := context.Background()
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET quorumdb_follower_reads = %v", on)); err != nil {
+				b.Fatal(err)
+			}
+			st, err := conn.PrepareContext(ctx, "SELECT c FROM bench.sbtest WHERE id = ?")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			op := func(i int) error {
+				var c string
+				return st.QueryRowContext(ctx, i%rows+1).Scan(&c)
+			}
+			for warm := time.Now(); time.Since(warm) < 4*time.Second; {
+				if err := op(0); err != nil && !on {
+					b.Fatal(err)
+				}
+			}
+			benchLoop(b, 1, op)
+		})
+	}
+}
