@@ -32,6 +32,10 @@
 #   BENCH_SYSBENCH_ARGS extra sysbench options for every run, e.g.
 #                      "--rand-type=uniform" (sysbench 1.0's default "special"
 #                      sends 75% of requests to 1% of the rows: hot rows) []
+#   BENCH_QDB_SQL      SQL run on QuorumDB node 1 after prepare, e.g.
+#                      "SET GLOBAL quorumdb_follower_reads = ON" (stale
+#                      reads served by the nearest replicas; the demo's
+#                      nodes share one process, so a global reaches all)
 #   BENCH_OUT          directory for logs, raw sysbench output, profiles and
 #                      the summary [a new /tmp/quorumdb-bench-* directory, kept]
 #   BENCH_SKIP_BUILD   1: use the existing binary [0]
@@ -324,6 +328,15 @@ summary() {
 
 start_quorumdb
 prepare quorumdb
+if [ -n "${BENCH_QDB_SQL:-}" ]; then
+  log "quorumdb: $BENCH_QDB_SQL"
+  mysql -h 127.0.0.1 -P "$sql_port" -u root -e "$BENCH_QDB_SQL"
+  echo "# quorumdb session setup: $BENCH_QDB_SQL" >>"$out/summary.txt"
+  # Follower reads see the tables once the snapshot staleness has passed.
+  wait_until 30 "quorumdb: sbtest1 readable after the setup" \
+    mysql -h 127.0.0.1 -P "$sql_port" -u root -e 'SELECT COUNT(*) FROM sbtest.sbtest1' ||
+    die "sbtest1 not readable after $BENCH_QDB_SQL"
+fi
 run_all quorumdb
 stop_pid "$qdb_pid" INT
 qdb_pid=""
