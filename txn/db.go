@@ -134,7 +134,18 @@ type DB struct {
 	active map[*Txn]kv.Timestamp // open transactions with a start_ts
 	rng    *rand.Rand
 	closed bool
+
+	// The last oracle timestamp FollowerReadTimestamp fetched and when
+	// (followerMu): within followerClockReuse it extrapolates instead of
+	// asking again.
+	followerMu   sync.Mutex
+	followerTS   kv.Timestamp
+	followerTSAt time.Time
 }
+
+// followerClockReuse is how long FollowerReadTimestamp extrapolates from one
+// oracle timestamp with the local clock instead of asking the oracle.
+const followerClockReuse = 250 * time.Millisecond
 
 // NewDB returns a DB.
 func NewDB(cfg DBConfig) *DB {
@@ -206,7 +217,30 @@ func (db *DB) Clock() TimestampSource { return db.clock }
 // is served by the leader, which covers it.
 func (db *DB) FollowerReadTimestamp(ctx context.Context) (kv.Timestamp, error) {
 	lag := kv.MakeTimestamp(uint64(db.cfg.FollowerReadStaleness.Milliseconds()), 0)
+	now, err := db.followerClock(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if now <= lag {
+		return 0, fmt.Errorf("txn: follower read timestamp: clock %d is younger than the staleness", now)
+	}
+	return now - lag, nil
+}
+
+// followerClock is the oracle's time for FollowerReadTimestamp: an oracle
+// timestamp fetched less than followerClockReuse ago plus the local time
+// elapsed since (an oracle call per stale statement would cost as much as
+// the follower read saves; the staleness dwarfs any drift over 250 ms, and
+// the oracle only runs ahead of its own wall clock, never behind), else a
+// fresh one.
+func (db *DB) followerClock(ctx context.Context) (kv.Timestamp, error) {
 	asked := time.Now()
+	db.followerMu.Lock()
+	cached, at := db.followerTS, db.followerTSAt
+	db.followerMu.Unlock()
+	if cached != 0 && asked.Sub(at) >= 0 && asked.Sub(at) < followerClockReuse {
+		return kv.MakeTimestamp(kv.PhysicalMillis(cached)+uint64(asked.Sub(at).Milliseconds()), 0), nil
+	}
 	octx, cancel := context.WithTimeout(ctx, time.Second)
 	now, err := db.clock.GetTimestamp(octx)
 	cancel()
@@ -217,12 +251,16 @@ func (db *DB) FollowerReadTimestamp(ctx context.Context) (kv.Timestamp, error) {
 		db.logger.Warn("timestamp oracle unavailable; follower read timestamp from the local clock", "err", err)
 		// The time of the call, not of the timeout: the wait must not make
 		// the snapshot younger than what replicas closed before.
-		now = kv.MakeTimestamp(uint64(asked.UnixMilli()), 0)
+		return kv.MakeTimestamp(uint64(asked.UnixMilli()), 0), nil
 	}
-	if now <= lag {
-		return 0, fmt.Errorf("txn: follower read timestamp: clock %d is younger than the staleness", now)
+	// Paired with the time the answer arrived (the oracle handed it out
+	// before that), so extrapolating never runs ahead of the oracle.
+	db.followerMu.Lock()
+	if now > db.followerTS {
+		db.followerTS, db.followerTSAt = now, time.Now()
 	}
-	return now - lag, nil
+	db.followerMu.Unlock()
+	return now, nil
 }
 
 // youngerThanGCLifetime reports whether ts is recent enough that no
