@@ -74,7 +74,7 @@ type Config struct {
 	// Closed timestamps (replica_closedts.go): while follower reads are
 	// wanted (a read at least ClosedTimestampLag old came to a replica in
 	// the last FollowerReadWindow), the leader closes the oracle's time
-	// minus ClosedTimestampLag every CloseInterval. Defaults 1s, 200ms,
+	// minus ClosedTimestampLag every CloseInterval. Defaults 1s, 500ms,
 	// 30s; a negative CloseInterval disables closing (reads are then
 	// served by leaders only).
 	ClosedTimestampLag time.Duration
@@ -148,7 +148,7 @@ func (c *Config) setDefaults() error {
 		c.ClosedTimestampLag = time.Second
 	}
 	if c.CloseInterval == 0 {
-		c.CloseInterval = 200 * time.Millisecond
+		c.CloseInterval = 500 * time.Millisecond
 	}
 	if c.FollowerReadWindow <= 0 {
 		c.FollowerReadWindow = 30 * time.Second

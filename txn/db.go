@@ -23,7 +23,7 @@ const (
 	DefaultResolveConcurrency = 8
 	// DefaultFollowerReadStaleness is how far in the past
 	// FollowerReadTimestamp reads: above the stores' default closing lag
-	// (1 s) plus their close interval (200 ms) and replication delay.
+	// (1 s) plus their close interval (500 ms) and replication delay.
 	DefaultFollowerReadStaleness = 2 * time.Second
 )
 
