@@ -348,7 +348,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		defer n.bg.Done()
 		n.router.FollowDirectory(rangeEvents)
 	}()
-	n.db = txn.NewDB(txn.DBConfig{Sender: n.router, Clock: n.tso, Logger: n.log, SafePoints: n.client, GCLifetime: cfg.GC.Lifetime})
+	n.db = txn.NewDB(txn.DBConfig{Sender: n.router, Clock: n.tso, Logger: n.log, SafePoints: n.client, GCLifetime: cfg.GC.Lifetime,
+		ClosedFloor: func() kv.Timestamp { return n.store.FollowerReadFloor(time.Now()) }})
 	if !cfg.GC.Disabled {
 		n.runGC(bgCtx)
 	}

@@ -85,6 +85,10 @@ func TestFollowerReadAtClosedTimestamp(t *testing.T) {
 		if _, err := get(follower, c.now()); err == nil {
 			t.Fatal("a partitioned follower served a current read")
 		}
+		// The follower's floor for follower reads stays at what it closed.
+		if f := c.store(follower).FollowerReadFloor(time.Now().Add(time.Second)); f == 0 || f > closed {
+			t.Fatalf("follower read floor %d, want the frozen closed timestamp %d", f, closed)
+		}
 		c.heal()
 	})
 }

@@ -247,6 +247,35 @@ func (s *Store) runCloser() {
 	}
 }
 
+// FollowerReadFloor returns the lowest closed timestamp among this store's
+// replicas that stale reads came to within the FollowerReadWindow (0: none):
+// a snapshot at or below it is served by every such replica here. In
+// normal operation it trails the oracle by the closing lag; when a range
+// loses its quorum its closed timestamp freezes, and so does the floor.
+//
+// It visits every replica, so its answer is reused for followerFloorReuse.
+func (s *Store) FollowerReadFloor(now time.Time) kv.Timestamp {
+	s.floorMu.Lock()
+	defer s.floorMu.Unlock()
+	if d := now.Sub(s.floorAt); d >= 0 && d < followerFloorReuse && !s.floorAt.IsZero() {
+		return s.floorVal
+	}
+	var floor kv.Timestamp
+	for _, r := range s.replicaList(nil) {
+		r.mu.Lock()
+		closed, wanted := r.closedTS, now.Before(r.followerReadsUntil) && r.destroyed == nil
+		r.mu.Unlock()
+		if wanted && closed != 0 && (floor == 0 || closed < floor) {
+			floor = closed
+		}
+	}
+	s.floorAt, s.floorVal = now, floor
+	return floor
+}
+
+// followerFloorReuse is how long FollowerReadFloor's answer is reused.
+const followerFloorReuse = 100 * time.Millisecond
+
 // WaitClosed waits until this node's replica of rangeID has closed ts (for
 // tests and tools that want a follower read to succeed).
 func (s *Store) WaitClosed(ctx context.Context, rangeID uint64, ts kv.Timestamp) error {

@@ -174,6 +174,11 @@ type Store struct {
 
 	metrics storeMetrics
 
+	// FollowerReadFloor's last answer (floorMu).
+	floorMu  sync.Mutex
+	floorAt  time.Time
+	floorVal kv.Timestamp
+
 	proposalSeq     atomic.Uint64
 	entryCacheTotal atomic.Int64  // bytes in every replica's entry cache
 	snapApplies     chan struct{} // semaphore of incoming snapshot applies

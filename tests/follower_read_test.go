@@ -200,6 +200,29 @@ func TestFollowerReadsSurviveQuorumLoss(t *testing.T) {
 	check(readAll(n3.DB()))
 	t.Logf("AS OF read on the last node standing: %v", time.Since(start))
 
+	// The follower-reads transaction also keeps working: with the range's
+	// closed timestamp frozen, its snapshot goes back to it (bounded
+	// staleness) instead of asking the absent leader.
+	start = time.Now()
+	conn, err = db3.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum = 0
+	for _, q := range []string{"SET quorumdb_follower_reads = ON", "START TRANSACTION READ ONLY"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT SUM(balance) FROM fr.acct").Scan(&sum); err != nil || sum != 35 {
+		t.Fatalf("SQL follower-reads transaction on the last node standing: sum %d, %v; want 35", sum, err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close()
+	t.Logf("SQL READ ONLY follower-reads transaction on the last node standing: %v", time.Since(start).Round(time.Millisecond))
+
 	// A current read cannot be served: it fails after a bounded wait.
 	start = time.Now()
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)

@@ -25,6 +25,8 @@ const (
 	// FollowerReadTimestamp reads: above the stores' default closing lag
 	// (1 s) plus their close interval (500 ms) and replication delay.
 	DefaultFollowerReadStaleness = 2 * time.Second
+	// DefaultFollowerReadMaxStaleness: see DBConfig.FollowerReadMaxStaleness.
+	DefaultFollowerReadMaxStaleness = 30 * time.Second
 )
 
 // DBConfig configures a DB.
@@ -68,6 +70,15 @@ type DBConfig struct {
 	// FollowerReadStaleness is how far behind the oracle
 	// FollowerReadTimestamp is (0: DefaultFollowerReadStaleness).
 	FollowerReadStaleness time.Duration
+	// ClosedFloor, when set, is the lowest closed timestamp of the local
+	// replicas serving stale reads (raftgroup.Store.FollowerReadFloor; 0:
+	// none). FollowerReadTimestamp goes back to it, by at most
+	// FollowerReadMaxStaleness, when it is older than the usual snapshot: a
+	// range that lost its quorum keeps serving follower reads from here.
+	ClosedFloor func() kv.Timestamp
+	// FollowerReadMaxStaleness bounds how far FollowerReadTimestamp goes
+	// back to the closed floor (0: DefaultFollowerReadMaxStaleness).
+	FollowerReadMaxStaleness time.Duration
 	// Knobs are testing hooks (nil in production).
 	Knobs *TestingKnobs
 }
@@ -173,6 +184,9 @@ func NewDB(cfg DBConfig) *DB {
 	if cfg.FollowerReadStaleness <= 0 {
 		cfg.FollowerReadStaleness = DefaultFollowerReadStaleness
 	}
+	if cfg.FollowerReadMaxStaleness <= 0 {
+		cfg.FollowerReadMaxStaleness = DefaultFollowerReadMaxStaleness
+	}
 	db := &DB{
 		cfg:      cfg,
 		sender:   cfg.Sender,
@@ -224,7 +238,21 @@ func (db *DB) FollowerReadTimestamp(ctx context.Context) (kv.Timestamp, error) {
 	if now <= lag {
 		return 0, fmt.Errorf("txn: follower read timestamp: clock %d is younger than the staleness", now)
 	}
-	return now - lag, nil
+	ts := now - lag
+	if db.cfg.ClosedFloor != nil {
+		// Bounded staleness: when a local replica serving stale reads has
+		// closed less than usual (its range lost its quorum, or is slow),
+		// read where it can still serve, at most FollowerReadMaxStaleness
+		// back. Any timestamp is a consistent snapshot.
+		if floor := db.cfg.ClosedFloor(); floor != 0 && floor < ts {
+			oldest := kv.Timestamp(0)
+			if maxLag := kv.MakeTimestamp(uint64(db.cfg.FollowerReadMaxStaleness.Milliseconds()), 0); now > maxLag {
+				oldest = now - maxLag
+			}
+			ts = max(floor, oldest)
+		}
+	}
+	return ts, nil
 }
 
 // followerClock is the oracle's time for FollowerReadTimestamp: an oracle

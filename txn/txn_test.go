@@ -584,3 +584,37 @@ func TestReverseScanEndingAtRangeBoundary(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowerReadTimestampBoundedStaleness: a closed floor older than the
+// usual snapshot pulls the follower-read timestamp back to it, by at most
+// FollowerReadMaxStaleness; a younger floor changes nothing.
+func TestFollowerReadTimestampBoundedStaleness(t *testing.T) {
+	var floor atomic.Uint64
+	db, _ := newTestDB(t, DBConfig{ClosedFloor: func() kv.Timestamp { return floor.Load() },
+		FollowerReadStaleness: 2 * time.Second, FollowerReadMaxStaleness: 10 * time.Second})
+	ctx := context.Background()
+	now, err := db.Clock().GetTimestamp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ago := func(ms uint64) kv.Timestamp { return now - kv.MakeTimestamp(ms, 0) }
+	ms := func(ts kv.Timestamp) int64 { return int64(kv.PhysicalMillis(now)) - int64(kv.PhysicalMillis(ts)) }
+	for _, c := range []struct {
+		floor      kv.Timestamp
+		minMs, max int64 // how far back the answer is, in ms
+	}{
+		{0, 1900, 2100},           // no floor: the usual staleness
+		{ago(1000), 1900, 2100},   // a younger floor: unchanged
+		{ago(5000), 4900, 5100},   // an older floor: back to it
+		{ago(60000), 9900, 10100}, // older than the bound: clamped
+	} {
+		floor.Store(c.floor)
+		ts, err := db.FollowerReadTimestamp(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back := ms(ts); back < c.minMs || back > c.max {
+			t.Fatalf("floor %d ms back: follower read timestamp %d ms back, want %d..%d", ms(c.floor), back, c.minMs, c.max)
+		}
+	}
+}
