@@ -39,8 +39,14 @@ import (
 // Closing costs a log entry, so a leader closes only while there is demand:
 // a read at a timestamp at least ClosedTimestampLag old (on the leader, or
 // refused or served by a follower, which tells the leader) keeps it
-// closing every CloseInterval for FollowerReadWindow. Idle demand costs
-// nothing.
+// closing every CloseInterval for FollowerReadWindow. Without stale reads
+// nothing is closed and nothing is spent.
+//
+// A closed read pins its engine snapshot under the replica's lock, with the
+// descriptor and the closed timestamp it checked; batches that delete the
+// replica's data (a removal, a split whose right half moved away) block
+// closed reads before they commit, so no read is answered from deleted
+// state.
 
 // followerReadsMarker tags the notice a follower sends to the leader when
 // stale reads come to it.
