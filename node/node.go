@@ -117,7 +117,10 @@ func (c *Config) setDefaults() {
 type Node struct {
 	cfg Config
 	log *slog.Logger
-	id  uint64
+	// rgLog is log without the node attribute, for raftgroup's components
+	// (they add it themselves).
+	rgLog *slog.Logger
+	id    uint64
 
 	dir       *dataDir
 	etcd      *cluster.EmbeddedEtcd
@@ -233,6 +236,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Name == "" {
 		n.cfg.Name = fmt.Sprintf("node-%d", n.id)
 	}
+	// raftgroup's components tag their node themselves.
+	n.rgLog = n.log
 	n.log = n.log.With("node", n.id)
 
 	n.engine, err = kv.Open(dir.storePath(), kv.EngineOptions{CacheSize: cfg.CacheSize, Logger: n.log})
@@ -261,7 +266,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.trans = raftgroup.NewGRPCTransport(raftgroup.GRPCTransportConfig{
 		NodeID:   n.id,
 		Resolver: resolver,
-		Logger:   n.log,
+		Logger:   n.rgLog,
 		Faults:   cfg.Knobs.Faults,
 		// The store exists only after its transport: report through a
 		// pointer set once it does.
@@ -278,7 +283,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Clock:          n.clock,
 		TickInterval:   cfg.RaftTickInterval,
 		RequestTimeout: cfg.RequestTimeout,
-		Logger:         n.log,
+		Logger:         n.rgLog,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: open raft store: %w", err)

@@ -65,7 +65,7 @@ func (n *Node) startPlacement(ctx context.Context) error {
 		ReplicationFactor:   p.ReplicationFactor,
 		DeadNodeGrace:       p.DeadNodeGrace,
 		SplitThresholdBytes: p.SplitSizeBytes,
-		Logger:              n.log,
+		Logger:              n.rgLog,
 	})
 	if err != nil {
 		return fmt.Errorf("node: placement driver: %w", err)
@@ -76,7 +76,7 @@ func (n *Node) startPlacement(ctx context.Context) error {
 		defer n.bg.Done()
 		_ = raftgroup.RunRangePublisherWithOptions(ctx, n.store, n.client, raftgroup.RangePublisherOptions{
 			Interval: p.PublishInterval,
-			Logger:   n.log,
+			Logger:   n.rgLog,
 		})
 	}()
 	if p.Disabled {
