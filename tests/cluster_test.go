@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/quorumdb/quorumdb/kv"
 	"github.com/quorumdb/quorumdb/node"
 	"github.com/quorumdb/quorumdb/node/workload"
 )
@@ -20,23 +21,50 @@ import (
 // startCluster starts an in-process cluster of real nodes (embedded etcd,
 // gRPC on 127.0.0.1, pebble on disk) with fast timings, stopped at cleanup.
 func startCluster(t *testing.T, nodes int) *node.LocalCluster {
+	return startClusterWith(t, nodes, node.Config{})
+}
+
+// startClusterWith is startCluster with a node template; its zero timings
+// take the tests' fast ones (liveness TTL 2 s, 20 ms Raft ticks).
+func startClusterWith(t *testing.T, nodes int, tmpl node.Config) *node.LocalCluster {
 	t.Helper()
+	if tmpl.LivenessTTL == 0 {
+		tmpl.LivenessTTL = 2 * time.Second
+	}
+	if tmpl.RaftTickInterval == 0 {
+		tmpl.RaftTickInterval = 20 * time.Millisecond
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	lc, err := node.StartLocalCluster(ctx, node.LocalClusterConfig{
-		Nodes:   nodes,
-		DataDir: t.TempDir(),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Template: node.Config{
-			LivenessTTL:      2 * time.Second,
-			RaftTickInterval: 20 * time.Millisecond,
-		},
+		Nodes:    nodes,
+		DataDir:  t.TempDir(),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Template: tmpl,
 	})
 	if err != nil {
 		t.Fatalf("start cluster: %v", err)
 	}
 	t.Cleanup(func() { _ = lc.Stop(context.Background()) })
 	return lc
+}
+
+// replicateFirstRange puts replicas of range 1 (the whole key space) on
+// every node of a cluster whose placement driver is off, and publishes it.
+func replicateFirstRange(ctx context.Context, t *testing.T, lc *node.LocalCluster) {
+	t.Helper()
+	n1 := lc.Node(1)
+	var add []kv.ReplicaDescriptor
+	for _, n := range lc.Nodes()[1:] {
+		add = append(add, kv.ReplicaDescriptor{NodeID: n.ID()})
+	}
+	desc, err := n1.Store().ChangeReplicas(ctx, 1, add, nil)
+	if err != nil {
+		t.Fatalf("up-replicate r1: %v", err)
+	}
+	if err := n1.Cluster().PublishRanges(ctx, desc); err != nil {
+		t.Fatalf("publish r1: %v", err)
+	}
 }
 
 // sqlTo opens a database handle to node i of lc.

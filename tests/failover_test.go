@@ -3,8 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -21,26 +19,14 @@ import (
 // waits until every range has 3 voters.
 func startReplicatedCluster(t *testing.T, n int, grace time.Duration) *node.LocalCluster {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	lc, err := node.StartLocalCluster(ctx, node.LocalClusterConfig{
-		Nodes:   n,
-		DataDir: t.TempDir(),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Template: node.Config{
-			LivenessTTL:      time.Second,
-			RaftTickInterval: 20 * time.Millisecond,
-			RequestTimeout:   5 * time.Second,
-			Placement: node.PlacementConfig{
-				DeadNodeGrace: grace,
-				Interval:      100 * time.Millisecond,
-			},
+	lc := startClusterWith(t, n, node.Config{
+		LivenessTTL:    time.Second,
+		RequestTimeout: 5 * time.Second,
+		Placement: node.PlacementConfig{
+			DeadNodeGrace: grace,
+			Interval:      100 * time.Millisecond,
 		},
 	})
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() { _ = lc.Stop(context.Background()) })
 	waitRanges(t, lc, "every range has 3 voters", func(ranges []node.RangeStatus, live map[uint64]bool) bool {
 		return allRangesOn(ranges, live, 3)
 	})
@@ -231,22 +217,11 @@ func TestIsolatedTSOLeaderHandsOver(t *testing.T) {
 	faults := raftgroup.NewFaultInjector(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lc, err := node.StartLocalCluster(ctx, node.LocalClusterConfig{
-		Nodes:   3,
-		DataDir: t.TempDir(),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Template: node.Config{
-			LivenessTTL:      2 * time.Second,
-			RaftTickInterval: 20 * time.Millisecond,
-			RequestTimeout:   5 * time.Second,
-			Placement:        node.PlacementConfig{Interval: 100 * time.Millisecond},
-			Knobs:            node.Knobs{Faults: faults},
-		},
+	lc := startClusterWith(t, 3, node.Config{
+		RequestTimeout: 5 * time.Second,
+		Placement:      node.PlacementConfig{Interval: 100 * time.Millisecond},
+		Knobs:          node.Knobs{Faults: faults},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lc.Stop(context.Background())
 	waitRanges(t, lc, "every range has 3 voters", func(ranges []node.RangeStatus, live map[uint64]bool) bool {
 		return allRangesOn(ranges, live, 3)
 	})

@@ -2,10 +2,7 @@ package tests
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -24,29 +21,9 @@ func TestFollowerReadsSurviveQuorumLoss(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	lc, err := node.StartLocalCluster(ctx, node.LocalClusterConfig{
-		Nodes:   3,
-		DataDir: t.TempDir(),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Template: node.Config{
-			LivenessTTL:      2 * time.Second,
-			RaftTickInterval: 20 * time.Millisecond,
-			RequestTimeout:   2 * time.Second,
-			Placement:        node.PlacementConfig{Disabled: true},
-		},
-	})
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() { _ = lc.Stop(context.Background()) })
+	lc := startClusterWith(t, 3, node.Config{RequestTimeout: 2 * time.Second, Placement: node.PlacementConfig{Disabled: true}})
 	n1, n3 := lc.Node(1), lc.Node(3)
-	desc, err := n1.Store().ChangeReplicas(ctx, 1, []kv.ReplicaDescriptor{{NodeID: lc.Node(2).ID()}, {NodeID: n3.ID()}}, nil)
-	if err != nil {
-		t.Fatalf("up-replicate r1: %v", err)
-	}
-	if err := n1.Cluster().PublishRanges(ctx, desc); err != nil {
-		t.Fatal(err)
-	}
+	replicateFirstRange(ctx, t, lc)
 	// Node 3 must not lead: its reads are follower reads.
 	if err := n1.Store().TransferLeadership(ctx, 1, n1.ID()); err != nil {
 		t.Fatal(err)
@@ -61,16 +38,28 @@ func TestFollowerReadsSurviveQuorumLoss(t *testing.T) {
 	})
 
 	// The same through SQL: a table, and a timestamp after its rows.
-	sqlDB := func(n *node.Node) *sql.DB {
-		db, err := sql.Open("mysql", "root@tcp("+n.SQLAddr()+")/")
+	db1, db3 := sqlTo(t, lc, 1, ""), sqlTo(t, lc, 3, "")
+	// followerReadsSum sums the balances on node 3 in a READ ONLY
+	// transaction with quorumdb_follower_reads: its whole snapshot, catalog
+	// included, is at the follower-read timestamp.
+	followerReadsSum := func() (int, error) {
+		conn, err := db3.Conn(ctx)
 		if err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
-		t.Cleanup(func() { _ = db.Close() })
-		db.SetMaxOpenConns(1)
-		return db
+		defer conn.Close()
+		for _, q := range []string{"SET quorumdb_follower_reads = ON", "START TRANSACTION READ ONLY"} {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				return 0, fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		var sum int
+		if err := conn.QueryRowContext(ctx, "SELECT SUM(balance) FROM fr.acct").Scan(&sum); err != nil {
+			return 0, err
+		}
+		_, err = conn.ExecContext(ctx, "COMMIT")
+		return sum, err
 	}
-	db1, db3 := sqlDB(n1), sqlDB(n3)
 	for _, q := range []string{
 		"CREATE DATABASE fr",
 		"CREATE TABLE fr.acct (id INT PRIMARY KEY, balance INT NOT NULL)",
@@ -173,22 +162,9 @@ func TestFollowerReadsSurviveQuorumLoss(t *testing.T) {
 	// reads its whole snapshot, catalog included, at the follower-read
 	// timestamp (after the update), from node 3's own replicas.
 	served = n3.Store().Metrics().ClosedReads
-	conn, err := db3.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{"SET quorumdb_follower_reads = ON", "START TRANSACTION READ ONLY"} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	if err := conn.QueryRowContext(ctx, "SELECT SUM(balance) FROM fr.acct").Scan(&sum); err != nil || sum != 35 {
+	if sum, err := followerReadsSum(); err != nil || sum != 35 {
 		t.Fatalf("SQL follower-reads transaction on node 3: sum %d, %v; want 35", sum, err)
 	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.Close()
 	if got := n3.Store().Metrics().ClosedReads; got <= served {
 		t.Fatalf("the follower-reads transaction was not served at a closed timestamp on node 3 (closed reads %d -> %d)", served, got)
 	}
@@ -204,23 +180,9 @@ func TestFollowerReadsSurviveQuorumLoss(t *testing.T) {
 	// closed timestamp frozen, its snapshot goes back to it (bounded
 	// staleness) instead of asking the absent leader.
 	start = time.Now()
-	conn, err = db3.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum = 0
-	for _, q := range []string{"SET quorumdb_follower_reads = ON", "START TRANSACTION READ ONLY"} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	if err := conn.QueryRowContext(ctx, "SELECT SUM(balance) FROM fr.acct").Scan(&sum); err != nil || sum != 35 {
+	if sum, err := followerReadsSum(); err != nil || sum != 35 {
 		t.Fatalf("SQL follower-reads transaction on the last node standing: sum %d, %v; want 35", sum, err)
 	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.Close()
 	t.Logf("SQL READ ONLY follower-reads transaction on the last node standing: %v", time.Since(start).Round(time.Millisecond))
 
 	// A current read cannot be served: it fails after a bounded wait.

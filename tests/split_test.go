@@ -3,8 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -20,23 +18,10 @@ import (
 func TestLoadPastSplitThresholdThroughSQL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lc, err := node.StartLocalCluster(ctx, node.LocalClusterConfig{
-		Nodes:   3,
-		DataDir: t.TempDir(),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Template: node.Config{
-			LivenessTTL:      2 * time.Second,
-			RaftTickInterval: 20 * time.Millisecond,
-			Placement: node.PlacementConfig{
-				Interval:       100 * time.Millisecond,
-				SplitSizeBytes: 16 << 10,
-			},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lc.Stop(context.Background())
+	lc := startClusterWith(t, 3, node.Config{Placement: node.PlacementConfig{
+		Interval:       100 * time.Millisecond,
+		SplitSizeBytes: 16 << 10,
+	}})
 
 	dbs := []*struct{ i int }{{1}, {2}, {3}}
 	writer := sqlTo(t, lc, 1, "")

@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/quorumdb/quorumdb/cluster"
-	"github.com/quorumdb/quorumdb/kv"
 	"github.com/quorumdb/quorumdb/node"
 	"github.com/quorumdb/quorumdb/txn"
 )
@@ -35,32 +32,12 @@ var txnClusterSplits = []string{
 
 func startTxnCluster(t *testing.T, knobs node.Knobs) *node.LocalCluster {
 	t.Helper()
+	// These tests place replicas and splits themselves.
+	lc := startClusterWith(t, 3, node.Config{Placement: node.PlacementConfig{Disabled: true}, Knobs: knobs})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lc, err := node.StartLocalCluster(ctx, node.LocalClusterConfig{
-		Nodes:   3,
-		DataDir: t.TempDir(),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Template: node.Config{
-			LivenessTTL:      2 * time.Second,
-			RaftTickInterval: 20 * time.Millisecond,
-			// These tests place replicas and splits themselves.
-			Placement: node.PlacementConfig{Disabled: true},
-		},
-	})
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() { _ = lc.Stop(context.Background()) })
 	// Replicate the first range on all three nodes; splits keep replicas.
-	n1 := lc.Node(1)
-	desc, err := n1.Store().ChangeReplicas(ctx, 1, []kv.ReplicaDescriptor{{NodeID: lc.Node(2).ID()}, {NodeID: lc.Node(3).ID()}}, nil)
-	if err != nil {
-		t.Fatalf("up-replicate r1: %v", err)
-	}
-	if err := n1.Cluster().PublishRanges(ctx, desc); err != nil {
-		t.Fatalf("publish r1: %v", err)
-	}
+	replicateFirstRange(ctx, t, lc)
 	for _, k := range txnClusterSplits {
 		if err := splitClusterRange(ctx, lc, []byte(k)); err != nil {
 			t.Fatalf("split at %q: %v", k, err)
