@@ -19,7 +19,7 @@ func closedTSTune(cfg *Config) {
 	cfg.CloseInterval = 10 * time.Millisecond
 }
 
-func followerOf(c *testCluster, rangeID, leader uint64) uint64 {
+func followerOf(c *testCluster, leader uint64) uint64 {
 	for _, id := range c.liveIDs() {
 		if id != leader {
 			return id
@@ -33,7 +33,7 @@ func TestFollowerReadAtClosedTimestamp(t *testing.T) {
 		c := newTestClusterOver(t, transport, 3, closedTSTune)
 		c.bootstrap(testDescriptor(1, 1, 2, 3))
 		leader := c.waitLeader(1, 5*time.Second)
-		follower := followerOf(c, 1, leader)
+		follower := followerOf(c, leader)
 		ctx := testCtx(t, 20*time.Second)
 
 		ts1, err := c.put(ctx, 1, []byte("k"), []byte("v1"))
@@ -271,7 +271,7 @@ func TestClosedTimestampSurvivesRestart(t *testing.T) {
 	c := newTestCluster(t, 3, closedTSTune)
 	c.bootstrap(testDescriptor(1, 1, 2, 3))
 	leader := c.waitLeader(1, 5*time.Second)
-	follower := followerOf(c, 1, leader)
+	follower := followerOf(c, leader)
 	ctx := testCtx(t, 10*time.Second)
 	if _, err := c.put(ctx, 1, []byte("k"), []byte("v")); err != nil {
 		t.Fatal(err)
@@ -350,7 +350,7 @@ func TestClosedReadsDuringRemoval(t *testing.T) {
 	c := newTestCluster(t, 3, closedTSTune)
 	c.bootstrap(testDescriptor(1, 1, 2, 3))
 	leader := c.waitLeader(1, 5*time.Second)
-	victim := followerOf(c, 1, leader)
+	victim := followerOf(c, leader)
 	ctx := testCtx(t, 20*time.Second)
 	for i := 0; i < 20; i++ {
 		if _, err := c.put(ctx, 1, []byte(fmt.Sprintf("k%02d", i)), []byte("v")); err != nil {

@@ -75,11 +75,16 @@ func (r *Replica) ClosedTimestamp() kv.Timestamp {
 // split that initialized this replica) into memory.
 func (r *Replica) loadClosedTimestamp() {
 	b, err := kv.GetRaw(r.store.engine.DB(), kv.RangeClosedTimestampKey(r.rangeID))
-	if err != nil || b == nil {
+	if err == nil && b == nil {
 		return
 	}
-	ts, err := decodeUint64(b)
+	var ts kv.Timestamp
+	if err == nil {
+		ts, err = decodeUint64(b)
+	}
 	if err != nil {
+		// Nothing closed here is the safe answer: reads go to the leader.
+		r.log.Warn("cannot load the inherited closed timestamp", "err", err)
 		return
 	}
 	r.mu.Lock()
@@ -114,12 +119,11 @@ func followerReadTimestamp(req *kv.Request) (kv.Timestamp, bool) {
 // serveClosedRead serves req from this replica's state when its timestamp
 // is closed here; served is false when it is not (the caller goes on with
 // a leader read). A stale read that comes here keeps the leader closing.
-func (r *Replica) serveClosedRead(req *kv.Request) (resp *kv.Response, served bool, err error) {
+func (r *Replica) serveClosedRead(req *kv.Request, now time.Time) (resp *kv.Response, served bool, err error) {
 	ts, ok := followerReadTimestamp(req)
 	if !ok {
 		return nil, false, nil
 	}
-	now := time.Now()
 	stale := r.store.isStaleRead(ts, now)
 	r.mu.Lock()
 	if stale {

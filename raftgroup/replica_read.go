@@ -33,10 +33,11 @@ func (rr *readRequest) finish(err error) {
 func (r *Replica) executeRead(ctx context.Context, req *kv.Request) (*kv.Response, error) {
 	// Any replica, leader or not, serves a read at a closed timestamp from
 	// its own state; everything else is the leader's, after a ReadIndex.
-	if resp, served, err := r.serveClosedRead(req); served {
+	now := time.Now()
+	if resp, served, err := r.serveClosedRead(req, now); served {
 		return resp, err
 	}
-	if err := r.store.checkReadTimestamp(req, time.Now()); err != nil {
+	if err := r.store.checkReadTimestamp(req, now); err != nil {
 		return nil, err
 	}
 	if err := r.waitLeadership(ctx); err != nil {
