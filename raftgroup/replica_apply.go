@@ -148,7 +148,7 @@ func (r *Replica) applyEntries(b *pebble.Batch, ents []*raftpb.Entry) (*applyOut
 		}
 		o.desc = desc
 	}
-	if o.closedTS > r.ClosedTimestamp() {
+	if o.closedTS != 0 && o.closedTS > r.ClosedTimestamp() {
 		if err := b.Set(kv.RangeClosedTimestampKey(r.rangeID), encodeUint64(o.closedTS), nil); err != nil {
 			return nil, fmt.Errorf("raftgroup: r%d: write closed timestamp: %w", r.rangeID, err)
 		}

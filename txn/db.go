@@ -130,9 +130,12 @@ type DB struct {
 
 	cfg    DBConfig
 	sender RangeSender
-	clock  TimestampSource
-	logger *slog.Logger
-	knobs  TestingKnobs
+	// sendLeader and sendNearest are sender's two ways to send a read,
+	// bound once (readSender).
+	sendLeader, sendNearest sendFunc
+	clock                   TimestampSource
+	logger                  *slog.Logger
+	knobs                   TestingKnobs
 
 	// bg is cancelled by Close; background work (secondary resolution,
 	// heartbeats) runs under it.
@@ -195,6 +198,10 @@ func NewDB(cfg DBConfig) *DB {
 		resolveq: make(chan struct{}, cfg.ResolveConcurrency),
 		active:   make(map[*Txn]kv.Timestamp),
 		rng:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
+	}
+	db.sendLeader, db.sendNearest = cfg.Sender.SendToRange, cfg.Sender.SendToRange
+	if ns, ok := cfg.Sender.(NearestSender); ok {
+		db.sendNearest = ns.SendToNearest
 	}
 	if cfg.Knobs != nil {
 		db.knobs = *cfg.Knobs

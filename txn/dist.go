@@ -167,9 +167,12 @@ func sendToKey(ctx context.Context, s RangeSender, key []byte, req *kv.Request) 
 	return sendToKeyVia(ctx, s, key, req, s.SendToRange)
 }
 
+// sendFunc sends one request to one range (RangeSender.SendToRange,
+// NearestSender.SendToNearest).
+type sendFunc func(context.Context, *kv.RangeDescriptor, *kv.Request) (*kv.Response, error)
+
 // sendToKeyVia is sendToKey with the sending of one attempt given.
-func sendToKeyVia(ctx context.Context, s RangeSender, key []byte, req *kv.Request,
-	send func(context.Context, *kv.RangeDescriptor, *kv.Request) (*kv.Response, error)) (*kv.Response, error) {
+func sendToKeyVia(ctx context.Context, s RangeSender, key []byte, req *kv.Request, send sendFunc) (*kv.Response, error) {
 	var lastErr error
 	for attempt := 0; attempt < maxRegroups; attempt++ {
 		d, err := s.RangeForKey(ctx, key)

@@ -137,11 +137,11 @@ func (t *Txn) Scan(ctx context.Context, start, end []byte, limit int, reverse bo
 // readSender returns how a read at a past timestamp is sent: to the nearest
 // replica when nearest is set and the sender can (follower reads),
 // otherwise to the leader.
-func (db *DB) readSender(nearest bool) func(context.Context, *kv.RangeDescriptor, *kv.Request) (*kv.Response, error) {
-	if ns, ok := db.sender.(NearestSender); ok && nearest {
-		return ns.SendToNearest
+func (db *DB) readSender(nearest bool) sendFunc {
+	if nearest {
+		return db.sendNearest
 	}
-	return db.sender.SendToRange
+	return db.sendLeader
 }
 
 // storeGet reads key at ts, resolving or waiting for locks; nearest sends
