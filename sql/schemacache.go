@@ -82,58 +82,54 @@ func (c *nodeSchemaCache) admitLocked(gen uint64) bool {
 	return true
 }
 
-func (c *nodeSchemaCache) database(gen uint64, key string) (cachedDB, bool) {
+// cacheGet and cachePut read and fill one of the cache's maps at
+// generation gen; pick selects the map under c.mu (a new generation
+// replaces the maps).
+func cacheGet[K comparable, V any](c *nodeSchemaCache, gen uint64, pick func(*nodeSchemaCache) map[K]V, key K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
-		return cachedDB{}, false
+		var zero V
+		return zero, false
 	}
-	d, ok := c.dbs[key]
-	return d, ok
-}
-
-func (c *nodeSchemaCache) putDatabase(gen uint64, key string, d cachedDB) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.admitLocked(gen) {
-		c.dbs[key] = d
-	}
-}
-
-func (c *nodeSchemaCache) table(gen uint64, key string) (*tableInfo, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if gen != c.gen {
-		return nil, false
-	}
-	ti, ok := c.tables[key]
-	return ti, ok
-}
-
-func (c *nodeSchemaCache) putTable(gen uint64, key string, ti *tableInfo) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.admitLocked(gen) {
-		c.tables[key] = ti
-	}
-}
-
-func (c *nodeSchemaCache) view(gen uint64, key string) (cachedView, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if gen != c.gen {
-		return cachedView{}, false
-	}
-	v, ok := c.views[key]
+	v, ok := pick(c)[key]
 	return v, ok
 }
 
-func (c *nodeSchemaCache) putView(gen uint64, key string, v cachedView) {
+func cachePut[K comparable, V any](c *nodeSchemaCache, gen uint64, pick func(*nodeSchemaCache) map[K]V, key K, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.admitLocked(gen) {
-		c.views[key] = v
+		pick(c)[key] = v
 	}
+}
+
+func cachedDBs(c *nodeSchemaCache) map[string]cachedDB      { return c.dbs }
+func cachedTables(c *nodeSchemaCache) map[string]*tableInfo { return c.tables }
+func cachedViews(c *nodeSchemaCache) map[string]cachedView  { return c.views }
+
+func (c *nodeSchemaCache) database(gen uint64, key string) (cachedDB, bool) {
+	return cacheGet(c, gen, cachedDBs, key)
+}
+
+func (c *nodeSchemaCache) putDatabase(gen uint64, key string, d cachedDB) {
+	cachePut(c, gen, cachedDBs, key, d)
+}
+
+func (c *nodeSchemaCache) table(gen uint64, key string) (*tableInfo, bool) {
+	return cacheGet(c, gen, cachedTables, key)
+}
+
+func (c *nodeSchemaCache) putTable(gen uint64, key string, ti *tableInfo) {
+	cachePut(c, gen, cachedTables, key, ti)
+}
+
+func (c *nodeSchemaCache) view(gen uint64, key string) (cachedView, bool) {
+	return cacheGet(c, gen, cachedViews, key)
+}
+
+func (c *nodeSchemaCache) putView(gen uint64, key string, v cachedView) {
+	cachePut(c, gen, cachedViews, key, v)
 }
 
 // triggerList returns a copy of the cached trigger list of database dbID.
