@@ -115,21 +115,7 @@ func (t *Table) backfillIndex(ctx *gms.Context, info *tableInfo, idx *indexInfo)
 	if err != nil {
 		return err
 	}
-	start, end := info.primarySpan()
-	it := kvt.NewIterator(ctx, start, end, false, t.db.srv.cfg.ScanBatchSize)
-	defer it.Close()
-	for {
-		e, ok, err := it.Next(ctx)
-		if err != nil {
-			return convertTxnError("backfill index "+idx.name, err)
-		}
-		if !ok {
-			return nil
-		}
-		row, err := info.decodeRow(e.Key, e.Value)
-		if err != nil {
-			return err
-		}
+	return t.forEachRow(ctx, kvt, info, "backfill index "+idx.name, func(pk []byte, row gms.Row) error {
 		if idx.unique {
 			probe, ok, err := info.uniqueProbeKey(idx, row)
 			if err != nil {
@@ -142,20 +128,55 @@ func (t *Table) backfillIndex(ctx *gms.Context, info *tableInfo, idx *indexInfo)
 				}
 				if found {
 					otherPK, _ := info.primaryKeyFromIndexEntry(idx, probe, v)
-					if string(otherPK) != string(e.Key) {
+					if string(otherPK) != string(pk) {
 						return gms.NewUniqueKeyErr(info.keyString(row, idx.cols), false, row)
 					}
 				}
 			}
 		}
-		k, v, err := info.indexEntry(idx, row, e.Key)
+		k, v, err := info.indexEntry(idx, row, pk)
 		if err != nil {
 			return err
 		}
 		if err := kvt.Put(ctx, k, v); err != nil {
 			return convertTxnError("backfill index "+idx.name, err)
 		}
+		return nil
+	})
+}
+
+// forEachRow decodes every row of info's table in kvt, in key order, and
+// calls fn with its primary key and values; what names the scan in errors.
+func (t *Table) forEachRow(ctx *gms.Context, kvt KVTxn, info *tableInfo, what string, fn func(pk []byte, row gms.Row) error) error {
+	start, end := info.primarySpan()
+	it := kvt.NewIterator(ctx, start, end, false, t.db.srv.cfg.ScanBatchSize)
+	defer it.Close()
+	for {
+		e, ok, err := it.Next(ctx)
+		if err != nil {
+			return convertTxnError(what, err)
+		}
+		if !ok {
+			return nil
+		}
+		row, err := info.decodeRow(e.Key, e.Value)
+		if err != nil {
+			return err
+		}
+		if err := fn(e.Key, row); err != nil {
+			return err
+		}
 	}
+}
+
+// readRows returns every row of info's table in kvt, in key order.
+func (t *Table) readRows(ctx *gms.Context, kvt KVTxn, info *tableInfo, what string) ([]gms.Row, error) {
+	var rows []gms.Row
+	err := t.forEachRow(ctx, kvt, info, what, func(_ []byte, row gms.Row) error {
+		rows = append(rows, row)
+		return nil
+	})
+	return rows, err
 }
 
 // DropIndex removes a secondary index and its entries.
@@ -292,26 +313,10 @@ func (t *Table) fillAddedColumn(ctx *gms.Context, cur, nu *tableInfo, column *gm
 		return fmt.Errorf("qsql: ADD COLUMN inside a running DML statement")
 	}
 	newPos := nu.schema.Schema.IndexOfColName(column.Name)
-	var rows []gms.Row
-	start, end := cur.primarySpan()
-	it := kvt.NewIterator(ctx, start, end, false, t.db.srv.cfg.ScanBatchSize)
-	for {
-		e, ok, err := it.Next(ctx)
-		if err != nil {
-			it.Close()
-			return convertTxnError("fill "+column.Name, err)
-		}
-		if !ok {
-			break
-		}
-		row, err := cur.decodeRow(e.Key, e.Value)
-		if err != nil {
-			it.Close()
-			return err
-		}
-		rows = append(rows, row)
+	rows, err := t.readRows(ctx, kvt, cur, "fill "+column.Name)
+	if err != nil {
+		return err
 	}
-	it.Close()
 	value := func(old gms.Row) (any, error) {
 		var v any
 		var err error
@@ -551,26 +556,10 @@ func (t *Table) rewriteRows(ctx *gms.Context, cur, nu *tableInfo, transform func
 	if err != nil {
 		return err
 	}
-	var rows []gms.Row
-	start, end := cur.primarySpan()
-	it := kvt.NewIterator(ctx, start, end, false, t.db.srv.cfg.ScanBatchSize)
-	for {
-		e, ok, err := it.Next(ctx)
-		if err != nil {
-			it.Close()
-			return convertTxnError("rewrite "+cur.name, err)
-		}
-		if !ok {
-			break
-		}
-		row, err := cur.decodeRow(e.Key, e.Value)
-		if err != nil {
-			it.Close()
-			return err
-		}
-		rows = append(rows, row)
+	rows, err := t.readRows(ctx, kvt, cur, "rewrite "+cur.name)
+	if err != nil {
+		return err
 	}
-	it.Close()
 	if err := deleteSpanKeys(ctx, kvt, cur); err != nil {
 		return err
 	}
@@ -730,31 +719,21 @@ func (t *Table) restartAutoIncrementAfterMax(ctx *gms.Context, info *tableInfo, 
 		return err
 	}
 	var maxV uint64
-	start, end := info.primarySpan()
-	it := kvt.NewIterator(ctx, start, end, false, t.db.srv.cfg.ScanBatchSize)
-	defer it.Close()
-	for {
-		e, ok, err := it.Next(ctx)
-		if err != nil {
-			return convertTxnError("scan "+info.name, err)
-		}
-		if !ok {
-			break
-		}
-		row, err := info.decodeRow(e.Key, e.Value)
-		if err != nil {
-			return err
-		}
+	err = t.forEachRow(ctx, kvt, info, "scan "+info.name, func(_ []byte, row gms.Row) error {
 		if row[col] == nil {
-			continue
+			return nil
 		}
 		v, _, err := types.Uint64.Convert(ctx, row[col])
 		if err != nil {
-			continue
+			return nil // not a number: it does not move the sequence
 		}
 		if u := v.(uint64); u > maxV {
 			maxV = u
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return t.db.srv.autoInc.set(ctx, kvt, info.id, maxV+1)
 }
