@@ -178,6 +178,8 @@ func (r *Replica) noteFollowerReadDemandLocked(now time.Time) {
 		return
 	}
 	r.followerReadsUntil = now.Add(window)
+	// Best effort: a lost notice only lets the leader's closing lapse, and
+	// the next stale read here sends another once the window runs low.
 	r.store.cfg.Transport.Send(&RaftMessage{RangeID: r.rangeID, FromNode: r.store.cfg.NodeID, ToNode: node, Message: &raftpb.Message{
 		Type: raftpb.MsgHeartbeatResp.Enum(), From: new(r.replicaID), To: new(r.leaderID), Term: new(r.term),
 		Context: []byte(followerReadsMarker),
@@ -196,18 +198,18 @@ func (r *Replica) wantsClose(now time.Time) bool {
 // as high is closed or proposed this term. max_read_ts is raised in the
 // same critical section as the entry is queued: a 1PC prepared after this
 // commits above target, and one prepared before is queued before the close.
-func (r *Replica) proposeClose(target kv.Timestamp) bool {
+func (r *Replica) proposeClose(target kv.Timestamp) {
 	r.mu.Lock()
 	if !r.isLeader || r.destroyed != nil {
 		r.mu.Unlock()
-		return false
+		return
 	}
 	if r.closeTerm != r.term {
 		r.closeTerm, r.closeProposed = r.term, 0
 	}
 	if target <= r.closedTS || target <= r.closeProposed {
 		r.mu.Unlock()
-		return false
+		return
 	}
 	r.maxReadTS = max(r.maxReadTS, target)
 	r.closeProposed = target
@@ -217,7 +219,6 @@ func (r *Replica) proposeClose(target kv.Timestamp) bool {
 	r.mu.Unlock()
 	r.store.sched.enqueue(r.rangeID)
 	r.store.metrics.closes.Add(1)
-	return true
 }
 
 // runCloser proposes close entries for the ranges led here that have
