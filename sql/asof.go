@@ -164,23 +164,21 @@ func (s *Server) asOfSnapshot(ctx *gms.Context, value any, ts kv.Timestamp) (KVT
 	return k, func() { _ = k.Rollback(ctx) }, nil
 }
 
-// beginAsOf refuses a timestamp above a fresh oracle timestamp (a read
-// there would raise the max_read_ts of every range it touches, pushing the
-// commit timestamps of later writes into the future) and begins the
-// snapshot; the transaction layer refuses one at or below the GC safepoint.
+// beginAsOf begins the snapshot. The transaction layer refuses a timestamp
+// above the oracle's (a read there would raise the max_read_ts of every
+// range it touches, pushing later commits into the future; it asks the
+// oracle only for timestamps near or past this node's clock) and one at or
+// below the GC safepoint.
 func (s *Server) beginAsOf(ctx context.Context, value any, ts kv.Timestamp) (KVTxn, error) {
-	now, err := s.db.Clock().GetTimestamp(ctx)
-	if err != nil {
-		return nil, convertTxnError("AS OF: read the current timestamp", err)
-	}
-	if ts > now {
-		return nil, errAsOfValue(value, fmt.Sprintf("timestamp %d is in the future; the current timestamp is %d (%s UTC)", ts, now, formatPhysical(now)))
-	}
 	k, err := s.db.Begin(ctx, txn.TxnOptions{AsOf: ts})
 	if err != nil {
 		var tooOld *txn.SnapshotTooOldError
-		if errors.As(err, &tooOld) {
+		var invalid *txn.InvalidArgumentError
+		switch {
+		case errors.As(err, &tooOld):
 			return nil, errAsOfTooOld(value, tooOld)
+		case errors.As(err, &invalid):
+			return nil, errAsOfValue(value, invalid.Reason)
 		}
 		return nil, convertTxnError("AS OF: begin snapshot", err)
 	}

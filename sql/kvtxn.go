@@ -29,9 +29,6 @@ type KVTxn interface {
 type TxnDB interface {
 	Begin(ctx context.Context, opts txn.TxnOptions) (*txn.Txn, error)
 	Run(ctx context.Context, opts txn.TxnOptions, fn func(context.Context, *txn.Txn) error) error
-	// Clock is the timestamp source of the DB's transactions (AS OF
-	// refuses timestamps above a fresh one).
-	Clock() txn.TimestampSource
 	// FollowerReadTimestamp is the snapshot of READ ONLY transactions with
 	// quorumdb_follower_reads on.
 	FollowerReadTimestamp(ctx context.Context) (kv.Timestamp, error)
